@@ -1,0 +1,130 @@
+"""``emod``: run the daemon, run one stage, validate a config, analyse files, install the service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emod import config
+
+
+def _common_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (default: none; the service uses /etc/emod/emod.toml)")
+    p.add_argument("--runtime-dir", help="directory of sockets and lock (env EMOD_RUNTIME_DIR; default /run/emod)")
+
+
+def _overrides(args) -> dict:
+    o: dict[str, dict] = {}
+    if getattr(args, "runtime_dir", None):
+        o.setdefault("daemon", {})["runtime_dir"] = args.runtime_dir
+    if getattr(args, "state_dir", None):
+        o.setdefault("daemon", {})["state_dir"] = args.state_dir
+    if getattr(args, "source", None):
+        o.setdefault("capture", {})["source"] = args.source
+    if getattr(args, "loop", False):
+        o.setdefault("capture", {})["loop"] = True
+    if getattr(args, "model", None):
+        o.setdefault("infer", {})["model"] = args.model
+    return o
+
+
+def cmd_run(args) -> int:
+    from emod import log as emod_log
+    from emod.launcher.main import AlreadyRunning, Launcher
+    from emod.models.registry import ModelError
+
+    overrides = _overrides(args)
+    try:
+        cfg = config.load(args.config, overrides=overrides)
+    except config.ConfigError as e:
+        print(f"emod: config error: {e}", file=sys.stderr)
+        return config.EXIT_CONFIG
+    log = emod_log.setup("launcher", cfg.daemon.log_format, cfg.daemon.log_level)
+    try:
+        launcher = Launcher(cfg, log, args.config, overrides, args.duration, explicit_model=bool(args.model))
+        return launcher.run()
+    except AlreadyRunning as e:
+        print(f"emod: {e}", file=sys.stderr)
+        return 1
+    except ModelError as e:
+        print(f"emod: {e}", file=sys.stderr)
+        return config.EXIT_CONFIG
+
+
+def cmd_stage(args) -> int:
+    from emod import log as emod_log
+    from emod.stages import load_stage_class
+
+    try:
+        if args.config_json:
+            cfg = config.from_json(args.config_json)
+        else:
+            cfg = config.load(args.config, overrides=_overrides(args))
+    except config.ConfigError as e:
+        print(f"emod: config error: {e}", file=sys.stderr)
+        return config.EXIT_CONFIG
+    from emod import bus
+
+    cfg.daemon.runtime_dir = str(bus.runtime_dir(cfg.daemon.runtime_dir or None))
+    cfg.daemon.state_dir = str(bus.state_dir(cfg.daemon.state_dir or None))
+    log = emod_log.setup(args.name, cfg.daemon.log_format, cfg.daemon.log_level)
+    return load_stage_class(args.name)(cfg, log).run()
+
+
+def cmd_validate(args) -> int:
+    try:
+        cfg = config.load(args.file, env={})
+    except config.ConfigError as e:
+        print(f"emod: invalid config: {e}", file=sys.stderr)
+        return config.EXIT_CONFIG
+    print(f"{args.file}: valid")
+    if args.show:
+        print(cfg.to_json())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "install-systemd":
+        from emod.cli import install_systemd
+
+        return install_systemd.main(argv[1:])
+    if argv and argv[0] == "analyze":
+        from emod.cli import analyze
+
+        return analyze.main(argv[1:])
+    if argv and argv[0] == "keygen":
+        from emod.cli import keygen
+
+        return keygen.main(argv[1:])
+    p = argparse.ArgumentParser(prog="emod", description="Edge facial-emotion recognition daemon.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the daemon: launcher + capture, infer, display and power stages")
+    _common_run_args(r)
+    r.add_argument("--source", help="auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder")
+    r.add_argument("--model", help="model name (emod-ctl models); overrides the persisted choice")
+    r.add_argument("--state-dir", help="persistent state directory (default /var/lib/emod for root)")
+    r.add_argument("--duration", type=float, help="stop after this many seconds")
+    r.add_argument("--loop", action="store_true", help="loop a file source")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("stage", help="run one stage on its own (the launcher does this for each stage)")
+    s.add_argument("name", choices=["capture", "infer", "display", "power"])
+    _common_run_args(s)
+    s.add_argument("--config-json", help=argparse.SUPPRESS)
+    s.add_argument("--source")
+    s.add_argument("--model")
+    s.add_argument("--state-dir")
+    s.set_defaults(func=cmd_stage)
+    v = sub.add_parser("validate", help="check a config file; exit 78 on error")
+    v.add_argument("file")
+    v.add_argument("--show", action="store_true", help="print the resolved config as JSON")
+    v.set_defaults(func=cmd_validate)
+    sub.add_parser("analyze", help="analyse images and videos offline (emod analyze --help)")
+    sub.add_parser("install-systemd", help="install the systemd service (emod install-systemd --help)")
+    sub.add_parser("keygen", help="create CURVE keys for remote viewers (emod keygen --help)")
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

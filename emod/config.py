@@ -1,0 +1,215 @@
+"""Typed configuration: defaults, one TOML file, ``EMOD_*`` environment, command line.
+
+Precedence: command line > environment (``EMOD_<SECTION>_<KEY>``) > file > defaults.
+Unknown sections or keys and wrongly typed values are rejected by name
+(:class:`ConfigError`); ``emod validate FILE`` exits 78 on error.
+Every option is documented here, in the ``help`` metadata, and nowhere else:
+:func:`reference` renders it for the README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXIT_CONFIG = 78  # EX_CONFIG; the unit's RestartPreventExitStatus
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class Daemon:
+    runtime_dir: str = opt("", "Directory of the ipc sockets and the instance lock; empty: /run/emod for root, else $XDG_RUNTIME_DIR/emod.")
+    state_dir: str = opt("", "Directory of persistent state (chosen model, telemetry history); empty: /var/lib/emod for root, else ~/.local/state/emod.")
+    log_format: str = opt("auto", "auto (console on a TTY, JSON otherwise), json or console.", ("auto", "json", "console"))
+    log_level: str = opt("info", "debug, info, warning or error.", ("debug", "info", "warning", "error"))
+
+
+@dataclass
+class Capture:
+    source: str = opt("auto", "auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder.")
+    loop: bool = opt(False, "Restart a file source at its end.")
+    realtime: bool = opt(True, "Pace file sources at their own frame rate (off: as fast as possible).")
+    width: int = opt(640, "Camera frame width (cameras only).")
+    height: int = opt(480, "Camera frame height (cameras only).")
+    fps: float = opt(30.0, "Camera frame rate (cameras only).")
+
+
+@dataclass
+class Infer:
+    model: str = opt("quant", "Model name from the registry (emod-ctl models); a persisted set-model choice overrides it.")
+    detector: str = opt("haar", "Face detector: haar (bundled with OpenCV) or yunet (needs yunet_model).", ("haar", "yunet"))
+    yunet_model: str = opt("", "Path of face_detection_yunet_2023mar.onnx for the yunet detector.")
+    detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
+    min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
+    max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
+    margin: float = opt(0.1, "Crop margin around a detected face box, as a fraction of its size.")
+    threads: int = opt(1, "Threads of the classifier runtime.")
+
+
+@dataclass
+class Display:
+    window: str = opt("auto", "Local window: auto (only when a display exists), on or off.", ("auto", "on", "off"))
+    jpeg_quality: int = opt(80, "JPEG quality of the preview stream for viewers.")
+    smoothing: str = opt("ema", "Per-face label smoothing: ema (with hysteresis), vote (majority of the last N) or none.", ("ema", "vote", "none"))
+    ema_alpha: float = opt(0.3, "EMA weight of the newest probabilities.")
+    hysteresis_frames: int = opt(3, "A new smoothed label must lead this many consecutive frames...")
+    hysteresis_margin: float = opt(0.15, "...or lead the current label by this probability margin.")
+    vote_window: int = opt(10, "Window of the majority vote smoother.")
+    track_iou: float = opt(0.3, "Minimum IoU to continue a face track.")
+    track_max_age: float = opt(1.0, "Seconds a face track survives without a match.")
+
+
+@dataclass
+class Power:
+    backend: str = opt("auto", "auto, pi5-pmic, hwmon, rapl or none.", ("auto", "pi5-pmic", "hwmon", "rapl", "none"))
+    period: float = opt(1.0, "Seconds between power samples.")
+
+
+@dataclass
+class Supervisor:
+    heartbeat_timeout: float = opt(5.0, "A stage silent this long is considered stuck and restarted.")
+    max_restarts: int = opt(5, "Give up (exit non-zero) after this many restarts of one stage...")
+    restart_window: float = opt(60.0, "...within this many seconds.")
+    watchdog: bool = opt(True, "Send sd_notify WATCHDOG=1 while every stage is healthy (when WATCHDOG_USEC is set).")
+
+
+@dataclass
+class Telemetry:
+    interval: float = opt(1.0, "Seconds between telemetry reports and history lines.")
+    history: bool = opt(True, "Append one JSON line per interval to STATE_DIR/telemetry.jsonl.")
+    history_max_mb: float = opt(10.0, "Rotate the history file at this size.")
+    prometheus: str = opt("", "HOST:PORT of a Prometheus /metrics endpoint; empty disables it.")
+
+
+@dataclass
+class Config:
+    daemon: Daemon = field(default_factory=Daemon)
+    capture: Capture = field(default_factory=Capture)
+    infer: Infer = field(default_factory=Infer)
+    display: Display = field(default_factory=Display)
+    power: Power = field(default_factory=Power)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    telemetry: Telemetry = field(default_factory=Telemetry)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _section_cls(name: str):
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)}[name]
+
+
+def _coerce(where: str, f: dataclasses.Field, value: Any, from_text: bool) -> Any:
+    typ = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    if from_text:
+        try:
+            if typ is bool:
+                low = value.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                value = low in ("1", "true", "yes", "on")
+            else:
+                value = typ(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a valid {typ.__name__}") from None
+    elif typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    if typ in (int, float) and value < 0:
+        raise ConfigError(f"{where}: must not be negative")
+    return value
+
+
+def _apply(cfg: Config, data: dict, origin: str, from_text: bool = False) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a table")
+    for sname, values in data.items():
+        if sname not in SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{sname}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{sname}] must be a table")
+        section = getattr(cfg, sname)
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(f"{origin}: unknown key {sname}.{key} (known: {', '.join(fields)})")
+            setattr(section, key, _coerce(f"{origin}: {sname}.{key}", fields[key], value, from_text))
+
+
+def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the file, then ``EMOD_<SECTION>_<KEY>`` variables, then ``overrides`` (the command line)."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        _apply(cfg, data, str(p))
+    env = os.environ if env is None else env
+    from_env: dict[str, dict[str, str]] = {}
+    for sname in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, sname)):
+            var = f"EMOD_{sname}_{f.name}".upper()
+            if var in env:
+                from_env.setdefault(sname, {})[f.name] = env[var]
+    # the documented short form for the runtime directory
+    if "EMOD_RUNTIME_DIR" in env:
+        from_env.setdefault("daemon", {})["runtime_dir"] = env["EMOD_RUNTIME_DIR"]
+    _apply(cfg, from_env, "environment", from_text=True)
+    if overrides:
+        _apply(cfg, overrides, "command line")
+    return cfg
+
+
+def from_json(text: str) -> Config:
+    cfg = Config()
+    _apply(cfg, json.loads(text), "config json")
+    return cfg
+
+
+def reference() -> str:
+    """Every option, its default and its help, as Markdown (the README's configuration table)."""
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    cfg = Config()
+    for sname in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, sname)):
+            lines.append(f"| `{sname}.{f.name}` | `{json.dumps(f.default)}` | {f.metadata['help']} |")
+    return "\n".join(lines)
+
+
+def default_toml() -> str:
+    """A commented default config file (what the installer writes to /etc/emod/emod.toml)."""
+    out = ["# emod configuration. Every key is optional; these are the defaults.", ""]
+    cfg = Config()
+    for sname in SECTIONS:
+        out.append(f"[{sname}]")
+        for f in dataclasses.fields(getattr(cfg, sname)):
+            out.append(f"# {f.metadata['help']}")
+            out.append(f"{f.name} = {json.dumps(f.default)}")
+        out.append("")
+    return "\n".join(out)

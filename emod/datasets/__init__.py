@@ -1,0 +1,1 @@
+"""Data sets emod trains and evaluates on."""

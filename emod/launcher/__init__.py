@@ -1,0 +1,1 @@
+"""The launcher: ``emod run`` starts the stages as child processes and talks to systemd."""

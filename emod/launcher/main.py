@@ -1,0 +1,310 @@
+"""The launcher (``emod run``): starts and supervises the stages, serves the control socket,
+aggregates telemetry, writes the history, and speaks sd_notify.
+
+SIGTERM/SIGINT go through the same path as the ``quit`` command, SIGHUP as ``reload``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import zmq
+
+from emod import bus, config, protocol
+from emod.launcher import control
+from emod.launcher.notify import Notifier, child_env
+from emod.launcher.supervisor import GiveUp, Supervisor, stage_argv
+from emod.launcher.telemetry import History, Telemetry
+
+SET_MODEL_TIMEOUT = 60.0
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class Launcher:
+    def __init__(self, cfg: config.Config, log, config_path: str | None = None, cli_overrides: dict | None = None,
+                 duration: float | None = None, explicit_model: bool = False):
+        self.cfg, self.log = cfg, log
+        self.config_path, self.cli_overrides = config_path, cli_overrides or {}
+        self.duration = duration
+        self.rundir = bus.runtime_dir(cfg.daemon.runtime_dir or None)
+        self.state_dir = bus.state_dir(cfg.daemon.state_dir or None)
+        cfg.daemon.runtime_dir, cfg.daemon.state_dir = str(self.rundir), str(self.state_dir)
+        self.explicit_model = explicit_model
+        self.running = True
+        self.ready_sent = False
+        self.notifier = Notifier()
+        self.ids = itertools.count(1)
+        self.pending: dict[str, tuple[bytes, str, str, float]] = {}  # infer request id -> (client identity, client id, model, deadline)
+        self.telemetry = Telemetry()
+        self.active_model = cfg.infer.model
+
+    # --- set-up ---------------------------------------------------------------------------------------------
+    def _lock(self) -> None:
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        self.lock_file = open(self.rundir / "emod.lock", "w")
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(f"another emod is running with runtime directory {self.rundir}") from None
+        self.lock_file.write(f"{os.getpid()}\n")
+        self.lock_file.flush()
+
+    def _initial_model(self) -> str:
+        from emod.models import registry
+
+        saved = self.state_dir / "model"
+        candidates = [self.cfg.infer.model]
+        if not self.explicit_model and saved.is_file():
+            candidates.insert(0, saved.read_text().strip())
+        errors = []
+        for name in candidates:
+            try:
+                registry.verify(registry.find(name, self.state_dir))
+                return name
+            except registry.ModelError as e:
+                errors.append(str(e))
+                self.log.warning("model unusable", model=name, error=str(e))
+        raise registry.ModelError("; ".join(errors))
+
+    def _stage_argvs(self) -> dict[str, list[str]]:
+        js = self.cfg.to_json()
+        return {name: stage_argv(name, js) for name in protocol.STAGES}
+
+    def setup(self) -> None:
+        self._lock()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.active_model = self.cfg.infer.model = self._initial_model()
+        ctx = self.ctx = zmq.Context.instance()
+        self.tel_sock = bus.bind(ctx, zmq.PULL, self.rundir, protocol.TELEMETRY, hwm=1000)
+        self.ctl_sock = bus.bind(ctx, zmq.ROUTER, self.rundir, protocol.CONTROL, hwm=1000)
+        self.res_sock = bus.connect(ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=100, topic=b"result")
+        self.pow_sock = bus.connect(ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=10, topic=b"power")
+        self.infer_ctl = bus.connect(ctx, zmq.DEALER, self.rundir, protocol.INFER_CONTROL, hwm=100)
+        self.poller = zmq.Poller()
+        for s in (self.tel_sock, self.ctl_sock, self.res_sock, self.pow_sock, self.infer_ctl):
+            self.poller.register(s, zmq.POLLIN)
+        sv = self.cfg.supervisor
+        self.supervisor = Supervisor(self._stage_argvs(), self.log, sv.heartbeat_timeout, sv.max_restarts, sv.restart_window,
+                                     healthy_age=max(2.5, 2.5 * self.cfg.telemetry.interval))
+        self.history = None
+        if self.cfg.telemetry.history:
+            self.history = History(self.state_dir / "telemetry.jsonl", int(self.cfg.telemetry.history_max_mb * 2**20))
+        self.metrics_server = None
+        if self.cfg.telemetry.prometheus:
+            from emod.launcher.prometheus import MetricsServer
+
+            self.metrics_server = MetricsServer(self.cfg.telemetry.prometheus, self.snapshot)
+        os.environ.clear()
+        os.environ.update(child_env())  # stages must not talk to systemd's notify socket
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self._hup = False
+        self.supervisor.start_all()
+        self.log.info("emod started", runtime_dir=str(self.rundir), state_dir=str(self.state_dir), model=self.active_model,
+                      source=self.cfg.capture.source)
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        self.running = False
+
+    def _on_hup(self, signum, frame) -> None:
+        self._hup = True
+
+    # --- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.setup()
+        t_end = time.monotonic() + self.duration if self.duration else None
+        next_report = time.monotonic()
+        next_watchdog = time.monotonic()
+        code = 0
+        try:
+            while self.running:
+                for sock, _ in self.poller.poll(100):
+                    self._dispatch(sock)
+                if self._hup:
+                    self._hup = False
+                    self.reload()
+                self.supervisor.check()
+                now = time.monotonic()
+                self._expire_pending(now)
+                if now >= next_report:
+                    next_report = now + self.cfg.telemetry.interval
+                    self._report()
+                wd = self.notifier.watchdog_interval
+                if wd and self.cfg.supervisor.watchdog and now >= next_watchdog and self.supervisor.healthy():
+                    self.notifier.watchdog()
+                    next_watchdog = now + min(wd, 1.0)
+                if t_end and now >= t_end:
+                    self.log.info("duration reached", seconds=self.duration)
+                    break
+        except GiveUp as e:
+            self.log.error("giving up", reason=str(e))
+            code = 1
+        finally:
+            self.shutdown()
+        return code
+
+    def _dispatch(self, sock) -> None:
+        for _ in range(1000):  # bounded, so a flood cannot starve the rest of the loop
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if sock is self.ctl_sock:
+                self._on_control(parts)
+            elif sock is self.infer_ctl:
+                self._on_infer_reply(parts)
+            else:
+                name = {id(self.tel_sock): "telemetry", id(self.res_sock): "results", id(self.pow_sock): "power"}[id(sock)]
+                try:
+                    topic, h, _ = protocol.decode(parts)
+                except protocol.ProtocolError:
+                    self.telemetry.reject(name)
+                    continue
+                if topic == b"telemetry" and name == "telemetry":
+                    if h["stage"] in self.supervisor.stages:
+                        self.telemetry.on_stage(h)
+                        self.supervisor.heartbeat(h["stage"], h["pid"])
+                elif topic == b"result" and name == "results":
+                    self.telemetry.on_result(h)
+                    if not self.ready_sent:
+                        self.ready_sent = True
+                        self.notifier.ready()
+                        self.log.info("first result, ready", model=h["model"])
+                elif topic == b"power" and name == "power":
+                    self.telemetry.on_power(h)
+                else:
+                    self.telemetry.reject(name)
+
+    def _on_control(self, parts: list) -> None:
+        identity, rest = parts[0], parts[1:]
+        if rest and rest[0] == b"":
+            rest = rest[1:]  # REQ-style envelope
+        try:
+            _, req, _ = protocol.decode(rest, expect=b"request")
+        except protocol.ProtocolError as e:
+            self.telemetry.reject("control")
+            self._reply(identity, protocol.reply_error("", protocol.E_BAD_REQUEST, str(e)))
+            return
+        reply = control.execute(self, req, identity)
+        if reply is not None:
+            self._reply(identity, reply)
+
+    def _reply(self, identity: bytes, body: dict) -> None:
+        try:
+            self.ctl_sock.send_multipart([identity, *protocol.encode(b"reply", body)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the client went away
+
+    # --- set-model ------------------------------------------------------------------------------------------
+    def forward_set_model(self, name: str, client_id: str, identity: bytes) -> None:
+        if self.pending:
+            raise control.CommandError(protocol.E_BUSY, "a model change is already in progress")
+        rid = f"l{next(self.ids)}"
+        self.pending[rid] = (identity, client_id, name, time.monotonic() + SET_MODEL_TIMEOUT)
+        self.infer_ctl.send_multipart(protocol.encode(b"request", protocol.request(rid, "set-model", {"name": name})))
+
+    def _on_infer_reply(self, parts: list) -> None:
+        try:
+            _, rep, _ = protocol.decode(parts, expect=b"reply")
+        except protocol.ProtocolError:
+            self.telemetry.reject("infer-control")
+            return
+        entry = self.pending.pop(rep["id"], None)
+        if entry is None:
+            return
+        identity, client_id, name, _ = entry
+        if rep["ok"]:
+            self.active_model = name
+            self.cfg.infer.model = name
+            self.supervisor.stages["infer"].argv = stage_argv("infer", self.cfg.to_json())  # a restart keeps the model
+            tmp = self.state_dir / "model.tmp"
+            tmp.write_text(name + "\n")
+            os.replace(tmp, self.state_dir / "model")
+            self.log.info("model changed", model=name)
+            self._reply(identity, protocol.reply_ok(client_id, rep.get("result", {})))
+        else:
+            err = rep.get("error") or {}
+            self.log.warning("model change refused", model=name, error=err.get("message"))
+            self._reply(identity, protocol.reply_error(client_id, err.get("code", protocol.E_MODEL_FAILED), err.get("message", "failed")))
+
+    def _expire_pending(self, now: float) -> None:
+        for rid, (identity, client_id, name, deadline) in list(self.pending.items()):
+            if now > deadline:
+                del self.pending[rid]
+                self._reply(identity, protocol.reply_error(client_id, protocol.E_TIMEOUT, f"infer stage did not load {name!r} in {SET_MODEL_TIMEOUT:.0f} s"))
+
+    # --- telemetry, reload, shutdown ---------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        return self.telemetry.snapshot(self.supervisor, self.active_model)
+
+    def _report(self) -> None:
+        snap = self.snapshot()
+        if self.history is not None:
+            self.history.append(snap)
+        w = (snap["power"] or {}).get("watts")
+        self.notifier.status(
+            f"model {self.active_model}, {snap['processed_fps'] or 0:.1f} fps, inference {snap['inference_ms']['p50'] or 0:.1f} ms, "
+            + (f"{w:.2f} W" if w is not None else "power n/a")
+        )
+
+    def reload(self) -> dict:
+        """Re-read the config file; restart the stages whose sections changed. A bad file changes nothing."""
+        self.notifier.reloading()
+        try:
+            new = config.load(self.config_path, overrides=self.cli_overrides)
+        except config.ConfigError as e:
+            self.log.error("reload refused, config unchanged", error=str(e))
+            self.notifier.ready()
+            raise control.CommandError(protocol.E_BAD_REQUEST, str(e)) from None
+        new.daemon.runtime_dir, new.daemon.state_dir = self.cfg.daemon.runtime_dir, self.cfg.daemon.state_dir
+        new.infer.model = self.active_model
+        old = self.cfg
+        self.cfg = new
+        section_of = {"capture": "capture", "infer": "infer", "display": "display", "power": "power"}
+        restarted = []
+        for stage, section in section_of.items():
+            if getattr(old, section) != getattr(new, section) or old.telemetry != new.telemetry:
+                st = self.supervisor.stages[stage]
+                st.argv = stage_argv(stage, new.to_json())
+                if st.alive:
+                    st.proc.terminate()
+                    st.restarts -= 1  # a requested restart is not a crash
+                restarted.append(stage)
+        sv = new.supervisor
+        self.supervisor.heartbeat_timeout, self.supervisor.max_restarts, self.supervisor.restart_window = (
+            sv.heartbeat_timeout, sv.max_restarts, sv.restart_window)
+        self.log.info("config reloaded", restarted=restarted)
+        self.notifier.ready()
+        return {"restarted": restarted}
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        self.log.info("stopping")
+        self.supervisor.stop_all()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        for s in (self.tel_sock, self.ctl_sock, self.res_sock, self.pow_sock, self.infer_ctl):
+            s.close()
+        if self.history is not None:
+            self.history.close()
+        for name in protocol.ENDPOINTS:
+            try:
+                bus.socket_path(self.rundir, name).unlink()
+            except FileNotFoundError:
+                pass
+        try:
+            (self.rundir / "emod.lock").unlink()
+        except FileNotFoundError:
+            pass
+        self.lock_file.close()
+        self.log.info("stopped")

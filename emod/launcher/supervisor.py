@@ -1,0 +1,127 @@
+"""Child processes of the launcher: start, heartbeat, restart with backoff, give up.
+
+A stage is restarted when its process exits, or when it has sent no telemetry
+(its heartbeat) for ``heartbeat_timeout`` seconds (then it is killed first).
+More than ``max_restarts`` restarts of one stage within ``restart_window`` seconds
+means something is persistently wrong: the supervisor gives up and the launcher
+exits non-zero so that systemd restarts the whole unit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+class GiveUp(RuntimeError):
+    pass
+
+
+@dataclass
+class StageProcess:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    last_heartbeat: float = 0.0
+    restarts: int = 0
+    restart_times: deque = field(default_factory=deque)
+    next_start: float = 0.0
+    backoff: float = 0.5
+    last_exit: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    def __init__(self, stages: dict[str, list[str]], log, heartbeat_timeout: float = 5.0, max_restarts: int = 5,
+                 restart_window: float = 60.0, healthy_age: float = 2.5):
+        self.stages = {name: StageProcess(name, argv) for name, argv in stages.items()}
+        self.log = log
+        self.heartbeat_timeout, self.max_restarts, self.restart_window = heartbeat_timeout, max_restarts, restart_window
+        self.healthy_age = healthy_age
+
+    def start_all(self) -> None:
+        for st in self.stages.values():
+            self._start(st)
+
+    def _start(self, st: StageProcess) -> None:
+        st.proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL)
+        st.started = st.last_heartbeat = time.monotonic()
+        self.log.info("stage spawned", child=st.name, pid=st.proc.pid)
+
+    def heartbeat(self, name: str, pid: int) -> None:
+        st = self.stages.get(name)
+        if st is not None and st.pid == pid:
+            st.last_heartbeat = time.monotonic()
+
+    def check(self) -> None:
+        """Restart what died or hangs; raise :class:`GiveUp` after too many restarts."""
+        now = time.monotonic()
+        for st in self.stages.values():
+            if st.proc is None:
+                if now >= st.next_start:
+                    self._start(st)
+                continue
+            code = st.proc.poll()
+            if code is None and now - st.last_heartbeat > self.heartbeat_timeout:
+                self.log.warning("stage stuck, killing it", child=st.name, pid=st.pid, silent_s=round(now - st.last_heartbeat, 1))
+                self._kill(st.proc)
+                code = st.proc.poll()
+            if code is None:
+                if now - st.started > 30:
+                    st.backoff = 0.5  # stable again
+                continue
+            st.last_exit = code
+            st.proc = None
+            st.restarts += 1
+            st.restart_times.append(now)
+            while st.restart_times and now - st.restart_times[0] > self.restart_window:
+                st.restart_times.popleft()
+            if len(st.restart_times) > self.max_restarts:
+                raise GiveUp(f"stage {st.name} restarted {len(st.restart_times)} times in {self.restart_window:.0f} s (last exit {code})")
+            st.next_start = now + st.backoff
+            self.log.warning("stage exited, restarting", child=st.name, exit=code, restart_in=st.backoff, restarts=st.restarts)
+            st.backoff = min(st.backoff * 2, 10.0)
+
+    def healthy(self) -> bool:
+        now = time.monotonic()
+        return all(st.alive and now - st.last_heartbeat <= self.healthy_age for st in self.stages.values())
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        try:
+            proc.kill()
+            proc.wait(2)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+    def stop_all(self, timeout: float = 3.0) -> None:
+        procs = [st.proc for st in self.stages.values() if st.proc is not None and st.proc.poll() is None]
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGCONT)  # a frozen stage must be able to handle SIGTERM
+                p.terminate()
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._kill(p)
+
+
+def stage_argv(name: str, config_json: str) -> list[str]:
+    return [sys.executable, "-m", "emod.cli.main", "stage", name, "--config-json", config_json]

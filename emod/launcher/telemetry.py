@@ -1,0 +1,138 @@
+"""Telemetry aggregation in the launcher: the one place that builds the stats snapshot.
+
+Stages report what happens where the work happens (telemetry messages); results
+give end-to-end latency; power readings give watts. :meth:`Telemetry.snapshot`
+returns the stable JSON shape that ``emod-stats --json`` prints and that each line
+of the history file holds (documented in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import psutil
+
+SNAPSHOT_VERSION = 1
+
+
+def percentile(values, q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return round(s[lo] + (s[hi] - s[lo]) * (k - lo), 3)
+
+
+class Telemetry:
+    def __init__(self, window: int = 300):
+        self.started = time.monotonic()
+        self.stage_stats: dict[str, dict] = {}
+        self.latency = deque(maxlen=window)  # capture -> result, ms
+        self.infer_ms = deque(maxlen=window)  # detect + classify, active model only
+        self.model = ""
+        self.power: dict | None = None
+        self.results = 0
+        self.first_result_t: float | None = None
+        self.model_changed_t: float | None = None
+        self.rejected_launcher: dict[str, int] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        from emod.power.energy import EnergyAttributor
+
+        self.energy = EnergyAttributor()
+
+    def on_stage(self, h: dict) -> None:
+        self.stage_stats[h["stage"]] = {"pid": h["pid"], "t": time.monotonic(), **h["stats"]}
+
+    def on_result(self, r: dict) -> None:
+        now = time.monotonic()
+        if r["model"] != self.model:
+            self.model = r["model"]
+            self.infer_ms.clear()
+            self.model_changed_t = now
+        self.results += 1
+        if self.first_result_t is None:
+            self.first_result_t = now
+        self.latency.append((r["t_done"] - r["t_capture"]) * 1e3)
+        self.infer_ms.append(r["detect_ms"] + r["classify_ms"])
+        self.energy.add_inference(now, r["model"], 1)
+
+    def on_power(self, h: dict) -> None:
+        self.power = {"watts": h["watts"], "backend": h["backend"]}
+        self.energy.add_power(time.monotonic(), h["watts"])
+
+    def reject(self, socket_name: str) -> None:
+        self.rejected_launcher[socket_name] = self.rejected_launcher.get(socket_name, 0) + 1
+
+    def _proc_usage(self, pid: int | None) -> tuple[float | None, float | None]:
+        if pid is None:
+            return None, None
+        try:
+            p = self._procs.get(pid)
+            if p is None:
+                p = self._procs[pid] = psutil.Process(pid)
+                p.cpu_percent(None)
+            return round(p.memory_info().rss / 2**20, 1), round(p.cpu_percent(None), 1)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            self._procs.pop(pid, None)
+            return None, None
+
+    def snapshot(self, supervisor, active_model: str) -> dict:
+        stages = {}
+        rejected: dict[str, int] = {f"launcher.{k}": v for k, v in self.rejected_launcher.items()}
+        total_rss = 0.0
+        for name, st in supervisor.stages.items():
+            s = self.stage_stats.get(name, {})
+            rss, cpu = self._proc_usage(st.pid if st.alive else None)
+            total_rss += rss or 0.0
+            for sock, n in (s.get("rejected") or {}).items():
+                rejected[f"{name}.{sock}"] = n
+            stages[name] = {"pid": st.pid, "alive": st.alive, "restarts": st.restarts, "fps": s.get("fps"),
+                            "rss_mb": rss, "cpu_percent": cpu}
+        own_rss, own_cpu = self._proc_usage(os.getpid())
+        stages["launcher"] = {"pid": os.getpid(), "alive": True, "restarts": 0, "fps": None, "rss_mb": own_rss, "cpu_percent": own_cpu}
+        total_rss += own_rss or 0.0
+        cap, inf = self.stage_stats.get("capture", {}), self.stage_stats.get("infer", {})
+        return {
+            "version": SNAPSHOT_VERSION,
+            "time": time.time(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "model": active_model,
+            "stages": stages,
+            "frames": {"captured": cap.get("frames", 0), "processed": inf.get("processed", 0), "dropped": inf.get("dropped", 0)},
+            "processed_fps": inf.get("fps"),
+            "latency_ms": {"p50": percentile(self.latency, 50), "p95": percentile(self.latency, 95)},
+            "inference_ms": {"model": self.model or None, "p50": percentile(self.infer_ms, 50), "p95": percentile(self.infer_ms, 95)},
+            "faces_per_s": inf.get("faces_per_s"),
+            "power": self.power,
+            "energy_per_inference_j": self.energy.joules_per_inference(),
+            "rejected": {"total": sum(rejected.values()), "by_socket": rejected},
+            "total_rss_mb": round(total_rss, 1),
+            "source": {"name": cap.get("source"), "error": cap.get("error"), "eos": cap.get("eos")},
+        }
+
+
+class History:
+    """Appends one JSON line per interval; rotates by size; each line flushed so a crash loses at most one."""
+
+    def __init__(self, path: Path, max_bytes: int):
+        self.path, self.max_bytes = Path(path), max_bytes
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, "a", buffering=1)
+
+    def append(self, snapshot: dict) -> None:
+        line = json.dumps(snapshot, separators=(",", ":")) + "\n"
+        if self.f.tell() + len(line) > self.max_bytes:
+            self.f.close()
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            self.f = open(self.path, "a", buffering=1)
+        self.f.write(line)
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()

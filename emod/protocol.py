@@ -1,0 +1,162 @@
+"""The wire protocol: topics, endpoint names, message headers, the control envelope, error codes.
+
+Every message is multipart ``[topic, header]`` or ``[topic, header, payload]``.
+The header is UTF-8 JSON with ``"v": 1``; payloads are raw bytes (pixels, JPEG).
+Nothing is ever pickled. :func:`decode` rejects anything malformed with
+:class:`ProtocolError`; receivers count the error and drop the message.
+
+This module imports nothing heavy (no numpy): the launcher and the CLIs use it too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from emod.labels import LABELS
+
+VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
+
+# Endpoint names: one ipc socket file each under the runtime directory.
+FRAMES = "frames"  # PUB capture -> SUB infer, display
+RESULTS = "results"  # PUB infer -> SUB display, launcher
+PREVIEW = "preview"  # PUB display -> SUB emod-view (any number)
+POWER = "power"  # PUB power -> SUB display, launcher
+TELEMETRY = "telemetry"  # PUSH every stage -> PULL launcher
+CONTROL = "control"  # ROUTER launcher <- DEALER emod-ctl / emod-stats
+INFER_CONTROL = "infer-control"  # ROUTER infer <- DEALER launcher
+ENDPOINTS = (FRAMES, RESULTS, PREVIEW, POWER, TELEMETRY, CONTROL, INFER_CONTROL)
+
+STAGES = ("capture", "infer", "display", "power")
+
+# Error codes of the control envelope; CLIs exit with EXIT_CODES[code].
+E_UNKNOWN_COMMAND = "unknown_command"
+E_BAD_REQUEST = "bad_request"
+E_UNKNOWN_MODEL = "unknown_model"
+E_MODEL_FAILED = "model_failed"
+E_BUSY = "busy"
+E_TIMEOUT = "timeout"
+E_INTERNAL = "internal"
+EXIT_CODES = {E_UNKNOWN_COMMAND: 2, E_BAD_REQUEST: 2, E_UNKNOWN_MODEL: 2, E_MODEL_FAILED: 2, E_BUSY: 3, E_TIMEOUT: 4, E_INTERNAL: 1}
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this module's schema."""
+
+
+# Header schemas: field -> allowed types. Extra fields are allowed (forward compatible).
+_NUM = (int, float)
+SCHEMAS: dict[bytes, dict[str, tuple[type, ...]]] = {
+    b"frame": {"seq": (int,), "t_mono": _NUM, "t_wall": _NUM, "shape": (list,), "dtype": (str,), "source": (str,)},
+    b"result": {"seq": (int,), "t_capture": _NUM, "t_done": _NUM, "model": (str,), "detect_ms": _NUM,
+                "classify_ms": _NUM, "faces": (list,), "frame_shape": (list,)},
+    b"preview": {"seq": (int,), "t_capture": _NUM, "shape": (list,), "format": (str,)},
+    b"power": {"t_mono": _NUM, "watts": (int, float, type(None)), "backend": (str,)},
+    b"telemetry": {"stage": (str,), "pid": (int,), "t_mono": _NUM, "stats": (dict,)},
+    b"request": {"id": (str,), "cmd": (str,), "args": (dict,)},
+    b"reply": {"id": (str,), "ok": (bool,)},
+}
+PAYLOAD_TOPICS = {b"frame", b"preview"}
+FACE_FIELDS = {"box": (list,), "score": _NUM, "probs": (list,), "label": (str,)}
+
+
+def encode(topic: bytes, header: dict[str, Any], payload: bytes | memoryview | None = None) -> list:
+    """Build the parts of one message (validated, so a bug fails at the sender)."""
+    h = dict(header)
+    h["v"] = VERSION
+    _check(topic, h)
+    parts: list = [topic, json.dumps(h, separators=(",", ":")).encode()]
+    if topic in PAYLOAD_TOPICS:
+        if payload is None:
+            raise ProtocolError(f"{topic.decode()} needs a payload")
+        parts.append(payload)
+    return parts
+
+
+def decode(parts: list, expect: bytes | None = None) -> tuple[bytes, dict[str, Any], Any]:
+    """Parse and validate one received message. Returns ``(topic, header, payload or None)``."""
+    if not isinstance(parts, list) or len(parts) not in (2, 3):
+        raise ProtocolError(f"expected 2 or 3 parts, got {len(parts) if isinstance(parts, list) else type(parts).__name__}")
+    topic = bytes(parts[0])
+    if topic not in SCHEMAS:
+        raise ProtocolError(f"unknown topic {topic[:32]!r}")
+    if expect is not None and topic != expect:
+        raise ProtocolError(f"expected topic {expect!r}, got {topic!r}")
+    raw = bytes(parts[1])
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(f"header is not JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("header is not a JSON object")
+    if header.get("v") != VERSION:
+        raise ProtocolError(f"unsupported schema version {header.get('v')!r}")
+    _check(topic, header)
+    payload = None
+    if topic in PAYLOAD_TOPICS:
+        if len(parts) != 3:
+            raise ProtocolError(f"{topic.decode()} needs a payload part")
+        payload = parts[2]
+        n = len(payload.buffer) if hasattr(payload, "buffer") else len(payload)
+        if n > MAX_PAYLOAD_BYTES:
+            raise ProtocolError(f"payload of {n} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    elif len(parts) != 2:
+        raise ProtocolError(f"{topic.decode()} takes no payload")
+    if topic == b"frame":
+        _check_frame(header, payload)
+    elif topic == b"result":
+        _check_faces(header["faces"])
+    return topic, header, payload
+
+
+def _check(topic: bytes, header: dict) -> None:
+    schema = SCHEMAS.get(topic)
+    if schema is None:
+        raise ProtocolError(f"unknown topic {topic!r}")
+    for field, types in schema.items():
+        if field not in header:
+            raise ProtocolError(f"{topic.decode()} header lacks {field!r}")
+        value = header[field]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ProtocolError(f"{topic.decode()} header field {field!r} has type {type(value).__name__}")
+
+
+def _check_frame(header: dict, payload: Any) -> None:
+    shape = header["shape"]
+    if header["dtype"] != "uint8" or len(shape) not in (2, 3) or not all(isinstance(d, int) and 0 < d <= 8192 for d in shape):
+        raise ProtocolError(f"bad frame shape/dtype {shape!r} {header['dtype']!r}")
+    if len(shape) == 3 and shape[2] not in (1, 3):
+        raise ProtocolError(f"bad channel count {shape[2]}")
+    want = 1
+    for d in shape:
+        want *= d
+    n = len(payload.buffer) if hasattr(payload, "buffer") else len(payload)
+    if n != want:
+        raise ProtocolError(f"frame payload has {n} bytes, shape {shape} needs {want}")
+
+
+def _check_faces(faces: list) -> None:
+    for f in faces:
+        if not isinstance(f, dict):
+            raise ProtocolError("face is not an object")
+        for field, types in FACE_FIELDS.items():
+            if not isinstance(f.get(field), types):
+                raise ProtocolError(f"face field {field!r} missing or mistyped")
+        if len(f["box"]) != 4 or len(f["probs"]) != len(LABELS) or f["label"] not in LABELS:
+            raise ProtocolError("face box/probs/label malformed")
+
+
+def request(id: str, cmd: str, args: dict | None = None) -> dict:
+    return {"id": id, "cmd": cmd, "args": args or {}}
+
+
+def reply_ok(id: str, result: Any) -> dict:
+    return {"id": id, "ok": True, "result": result}
+
+
+def reply_error(id: str, code: str, message: str) -> dict:
+    return {"id": id, "ok": False, "error": {"code": code, "message": message}}

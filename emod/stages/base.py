@@ -1,0 +1,114 @@
+"""The stage lifecycle, shared by every stage process.
+
+``run()`` sets up, then calls ``step()`` until SIGTERM/SIGINT, sending a telemetry
+report (which is also the heartbeat) every interval; ``teardown()`` always runs.
+Subclasses fill in ``setup``, ``step``, ``teardown`` and ``stats``. Malformed messages
+are counted in ``self.rejected`` (by socket) and dropped: a stage never dies of one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import zmq
+
+from emod import bus, protocol
+from emod.config import Config
+
+
+class Stage:
+    name = "stage"
+
+    def __init__(self, cfg: Config, log):
+        self.cfg = cfg
+        self.log = log
+        self.rundir = Path(cfg.daemon.runtime_dir)
+        self.ctx = zmq.Context.instance()
+        self.running = True
+        self.rejected: Counter[str] = Counter()
+        self._last_report = 0.0
+        self._last_reason: dict[str, str] = {}
+
+    def request_stop(self, *_args) -> None:
+        self.running = False
+
+    def reject(self, socket_name: str, err: Exception) -> None:
+        """Count and drop one malformed message (logged once per reason kind, not per message)."""
+        self.rejected[socket_name] += 1
+        reason = str(err)[:120]
+        if self._last_reason.get(socket_name) != reason.split(":")[0]:
+            self._last_reason[socket_name] = reason.split(":")[0]
+            self.log.warning("malformed message dropped", socket=socket_name, reason=reason)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.telemetry = bus.connect(self.ctx, zmq.PUSH, self.rundir, protocol.TELEMETRY, hwm=4)
+        self.telemetry.setsockopt(zmq.SNDTIMEO, 0)
+        try:
+            self.setup()
+            self.log.info("stage started", pid=os.getpid())
+            self.report(force=True)
+            while self.running:
+                self.step()
+                self.report()
+        finally:
+            self.teardown()
+            self.telemetry.close()
+            self.log.info("stage stopped")
+        return 0
+
+    def report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_report < self.cfg.telemetry.interval:
+            return
+        self._last_report = now
+        stats = self.stats()
+        stats["rejected"] = dict(self.rejected)
+        try:
+            self.telemetry.send_multipart(
+                protocol.encode(b"telemetry", {"stage": self.name, "pid": os.getpid(), "t_mono": now, "stats": stats}),
+                zmq.NOBLOCK,
+            )
+        except zmq.Again:
+            pass  # launcher not listening right now: a heartbeat is lost, nothing queues up
+
+    # subclasses
+    def setup(self) -> None:
+        pass
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window: float = 2.0):
+        self.window = window
+        self.times: list[float] = []
+
+    def tick(self, t: float | None = None) -> None:
+        self.times.append(time.monotonic() if t is None else t)
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        cut = now - self.window
+        i = 0
+        while i < len(self.times) and self.times[i] < cut:
+            i += 1
+        del self.times[:i]
+        if len(self.times) < 2:
+            return 0.0
+        span = max(now - self.times[0], 1e-6)
+        return round(len(self.times) / span, 2)

@@ -1,0 +1,176 @@
+"""Display stage: joins frames with results, tracks and smooths each face, draws the overlay,
+and publishes annotated JPEG frames for any number of viewers (``emod-view``).
+
+The preview socket is an XPUB: JPEG encoding happens only while at least one viewer is
+subscribed. A viewer that stalls loses frames at its own socket (tiny high-water mark);
+the pipeline never waits for it. The local window opens only when a display exists.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+import zmq
+
+from emod import bus, protocol
+from emod.stages.base import RateMeter, Stage
+from emod.vision import overlay
+from emod.vision.smooth import make_smoother
+from emod.vision.track import FaceTracker
+
+RING = 8  # frames kept to join with their results
+STALE_S = 0.3  # without results for this long, frames are shown with the last overlay
+STALE_FPS = 10.0
+
+
+class DisplayStage(Stage):
+    name = "display"
+
+    def setup(self) -> None:
+        d = self.cfg.display
+        self.frames = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.FRAMES, hwm=4)
+        self.results = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=20)
+        self.power = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=4)
+        self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2)
+        params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
+                  "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
+        self.tracker = FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
+                                   smoother=lambda: make_smoother(d.smoothing, **params))
+        self.ring: OrderedDict[int, tuple[dict, np.ndarray, object]] = OrderedDict()
+        self.subscribed = 0
+        self.tracks = []
+        self.info = {"fps": 0.0, "infer_ms": None, "model": "", "watts": None}
+        self.last_result_t = 0.0
+        self.last_stale_t = 0.0
+        self.rate = RateMeter()
+        self.result_rate = RateMeter()
+        self.published = 0
+        self.encode_ms = 0.0
+        self.poller = zmq.Poller()
+        for s in (self.frames, self.results, self.power, self.preview):
+            self.poller.register(s, zmq.POLLIN)
+        self.window = None
+        if d.window == "on" or (d.window == "auto" and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+            try:
+                from emod.vision.window import Window
+
+                self.window = Window("emod")
+            except Exception as e:
+                self.log.warning("no local window", reason=str(e))
+
+    def step(self) -> None:
+        events = dict(self.poller.poll(50))
+        if self.preview in events:
+            self._subscriptions()
+        if self.power in events:
+            self._power()
+        if self.frames in events:
+            self._frames()
+        if self.results in events:
+            self._results()
+        now = time.monotonic()
+        if self.ring and now - self.last_result_t > STALE_S and now - self.last_stale_t > 1.0 / STALE_FPS:
+            self.last_stale_t = now
+            seq = next(reversed(self.ring))
+            self._publish(seq, stale=True)
+
+    def _subscriptions(self) -> None:
+        while True:
+            try:
+                msg = self.preview.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg[:1] == b"\x01":
+                self.subscribed += 1
+            elif msg[:1] == b"\x00":
+                self.subscribed = max(0, self.subscribed - 1)
+            else:
+                self.reject("preview", protocol.ProtocolError("not a subscription message"))
+
+    def _power(self) -> None:
+        msg, _ = bus.recv_latest(self.power, 0)
+        if msg is None:
+            return
+        try:
+            _, h, _ = protocol.decode(msg, expect=b"power")
+        except protocol.ProtocolError as e:
+            self.reject("power", e)
+            return
+        self.info["watts"] = h["watts"]
+
+    def _frames(self) -> None:
+        while True:
+            try:
+                msg = self.frames.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                _, h, payload = protocol.decode(msg, expect=b"frame")
+            except protocol.ProtocolError as e:
+                self.reject("frames", e)
+                continue
+            img = np.frombuffer(payload.buffer, np.uint8).reshape(h["shape"])
+            self.ring[h["seq"]] = (h, img, payload)  # payload keeps the zero-copy buffer alive
+            while len(self.ring) > RING:
+                self.ring.popitem(last=False)
+
+    def _results(self) -> None:
+        while True:
+            try:
+                msg = self.results.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                _, r, _ = protocol.decode(msg, expect=b"result")
+            except protocol.ProtocolError as e:
+                self.reject("results", e)
+                continue
+            now = time.monotonic()
+            self.last_result_t = now
+            self.result_rate.tick()
+            faces = [(tuple(f["box"]), np.asarray(f["probs"], np.float32)) for f in r["faces"]]
+            self.tracks = self.tracker.update(faces, r["t_capture"])
+            self.info.update(fps=self.result_rate.rate(), infer_ms=r["detect_ms"] + r["classify_ms"], model=r["model"])
+            seq = r["seq"] if r["seq"] in self.ring else (next(reversed(self.ring)) if self.ring else None)
+            if seq is not None:
+                self._publish(seq)
+
+    def _publish(self, seq: int, stale: bool = False) -> None:
+        if not self.subscribed and self.window is None:
+            return
+        h, img, _ = self.ring[seq]
+        canvas = img.copy() if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        overlay.draw(canvas, self.tracks, self.info)
+        if self.window is not None:
+            self.window.show(canvas)
+        if not self.subscribed:
+            return
+        t0 = time.perf_counter()
+        ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.display.jpeg_quality])
+        self.encode_ms = (time.perf_counter() - t0) * 1e3
+        if not ok:
+            return
+        tracks = [{"id": t.id, "box": [round(v) for v in t.box], "raw_label": t.raw_label, "label": t.smoothed.label,
+                   "confidence": round(float(t.smoothed.confidence), 4)} for t in self.tracks]
+        header = {"seq": seq, "t_capture": h["t_mono"], "shape": list(canvas.shape), "format": "jpeg", "stale": stale,
+                  "tracks": tracks, "info": self.info}
+        try:
+            self.preview.send_multipart(protocol.encode(b"preview", header, jpeg.tobytes()), zmq.NOBLOCK)
+            self.published += 1
+            self.rate.tick()
+        except zmq.Again:
+            pass
+
+    def teardown(self) -> None:
+        if self.window is not None:
+            self.window.close()
+        for s in (self.frames, self.results, self.power, self.preview):
+            s.close()
+
+    def stats(self) -> dict:
+        return {"fps": self.rate.rate(), "results_fps": self.result_rate.rate(), "published": self.published,
+                "viewers": self.subscribed, "tracks": len(self.tracks), "encode_ms": round(self.encode_ms, 3)}

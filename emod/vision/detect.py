@@ -1,0 +1,94 @@
+"""Face detection: OpenCV's Haar cascade (default) or YuNet through ``cv2.FaceDetectorYN``.
+
+Both work on a frame downscaled to ``detect_width`` and return boxes in the
+coordinates of the full frame, largest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    score: float
+
+
+class Detector:
+    def __init__(self, detect_width: int = 320, min_face: float = 0.08, max_faces: int = 8):
+        self.detect_width, self.min_face, self.max_faces = detect_width, min_face, max_faces
+
+    def _small(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.detect_width / w)
+        if scale < 1.0:
+            frame = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        return frame, scale
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        small, scale = self._small(frame)
+        found = self._detect(small)
+        out = [Detection(tuple(int(round(v / scale)) for v in box), float(score)) for box, score in found]
+        out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
+        return out[: self.max_faces]
+
+    def _detect(self, small: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        raise NotImplementedError
+
+
+class HaarDetector(Detector):
+    name = "haar"
+
+    def __init__(self, *args, min_neighbors: int = 6, **kwargs):
+        super().__init__(*args, **kwargs)
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(f"cannot load Haar cascade {path}")
+        self.min_neighbors = min_neighbors
+
+    def _detect(self, small):
+        gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        gray = cv2.equalizeHist(gray)
+        m = max(20, int(self.min_face * gray.shape[0]))
+        boxes, _, weights = self.cascade.detectMultiScale3(
+            gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
+        )
+        return [(tuple(map(float, b)), float(w)) for b, w in zip(boxes, np.ravel(weights))]
+
+
+class YuNetDetector(Detector):
+    name = "yunet"
+
+    def __init__(self, model_path: str, *args, score_threshold: float = 0.7, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(f"YuNet model {model_path!r} does not exist (see README: Face detectors)")
+        self.net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold, 0.3, 50)
+        self.size = None
+
+    def _detect(self, small):
+        img = small if small.ndim == 3 else cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        h, w = img.shape[:2]
+        if self.size != (w, h):
+            self.net.setInputSize((w, h))
+            self.size = (w, h)
+        _, faces = self.net.detect(img)
+        if faces is None:
+            return []
+        m = self.min_face * h
+        return [((float(f[0]), float(f[1]), float(f[2]), float(f[3])), float(f[14])) for f in faces if f[3] >= m]
+
+
+def make_detector(kind: str = "haar", yunet_model: str = "", detect_width: int = 320, min_face: float = 0.08,
+                  max_faces: int = 8) -> Detector:
+    if kind == "yunet":
+        return YuNetDetector(yunet_model, detect_width, min_face, max_faces)
+    if kind == "haar":
+        return HaarDetector(detect_width, min_face, max_faces)
+    raise ValueError(f"unknown detector {kind!r} (haar or yunet)")

@@ -1,0 +1,112 @@
+"""The shipped systemd units: they verify with systemd-analyze and carry the required settings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from emod.cli.install_systemd import DEFAULT_CONFIG, DEFAULT_PREFIX, render_unit
+from emod.config import EXIT_CONFIG
+
+UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
+MAIN = UNIT_DIR / "emod.service"
+STAGE = UNIT_DIR / "emod-stage@.service"
+
+
+def parse(path: Path) -> dict[str, dict[str, str]]:
+    """A unit file as {section: {key: value}}; a repeated key (Environment=) keeps its values joined by newlines."""
+    units: dict[str, dict[str, str]] = {}
+    section = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = units.setdefault(line[1:-1], {})
+            continue
+        assert section is not None and "=" in line, f"{path.name}: stray line {line!r}"
+        key, value = (part.strip() for part in line.split("=", 1))
+        section[key] = f"{section[key]}\n{value}" if key in section else value
+    return units
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> Path:
+    """Both units rendered for a stub prefix in tmp_path (verify needs an executable ExecStart)."""
+    stub = tmp_path / "venv" / "bin" / "emod"
+    stub.parent.mkdir(parents=True)
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    units = tmp_path / "units"
+    units.mkdir()
+    for src in (MAIN, STAGE):
+        text = render_unit(src.read_text(), str(tmp_path / "venv"), str(tmp_path / "emod.toml"))
+        assert str(stub) in text  # the rewrite really replaced the shipped prefix
+        (units / src.name).write_text(text)
+    return units
+
+
+def _verify(path: Path) -> None:
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+    r = subprocess.run([exe, "verify", str(path)], capture_output=True, text=True, cwd=path.parent)
+    # verify exits 0 on unknown keys or unparsable values but warns; fail on any warning about our units
+    ours = [line for line in (r.stdout + r.stderr).splitlines() if "emod.service" in line or "emod-stage@" in line]
+    assert r.returncode == 0 and not ours, r.stdout + r.stderr
+
+
+def test_main_unit_verifies(installed: Path) -> None:
+    """systemd-analyze verify accepts emod.service without errors or warnings."""
+    _verify(installed / "emod.service")
+
+
+def test_stage_template_verifies(installed: Path) -> None:
+    """systemd-analyze verify accepts an instance of the template, emod-stage@capture.service."""
+    _verify(installed / "emod-stage@capture.service")
+
+
+def test_main_unit_directives() -> None:
+    """emod.service is a watchdog-supervised notify service that is not restarted on a config error."""
+    svc = parse(MAIN)["Service"]
+    assert svc["Type"] == "notify"
+    assert svc["NotifyAccess"] == "main"
+    assert svc["ExecStart"] == f"{DEFAULT_PREFIX}/bin/emod run --config {DEFAULT_CONFIG}"
+    assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert svc["WatchdogSec"] == "30"
+    assert svc["Restart"] == "on-failure"
+    assert svc["RestartSec"] == "5"
+    assert svc["RestartPreventExitStatus"] == str(EXIT_CONFIG)
+    assert svc["TimeoutStopSec"] == "15"
+    assert "EMOD_RUNTIME_DIR=/run/emod" in svc["Environment"].split("\n")
+    assert parse(MAIN)["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.parametrize("unit", [MAIN, STAGE], ids=lambda p: p.name)
+def test_user_dirs_and_hardening(unit: Path) -> None:
+    """Both units run as emod:emod with group video, own /run/emod 0750 and the sandbox, but keep /dev visible."""
+    svc = parse(unit)["Service"]
+    assert (svc["User"], svc["Group"], svc["SupplementaryGroups"]) == ("emod", "emod", "video")
+    assert (svc["RuntimeDirectory"], svc["RuntimeDirectoryMode"], svc["StateDirectory"]) == ("emod", "0750", "emod")
+    for key, value in {
+        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "ProtectKernelTunables": "yes", "ProtectControlGroups": "yes", "RestrictSUIDSGID": "yes", "LockPersonality": "yes",
+    }.items():
+        assert svc.get(key) == value, key
+    # these hide or allow-list devices: the camera, dma_heap, vchiq and vcio would vanish
+    for key in ("PrivateDevices", "ProtectClock", "DeviceAllow", "DevicePolicy"):
+        assert key not in svc, key
+
+
+def test_stage_template_directives() -> None:
+    """emod-stage@.service runs `emod stage %i` with the same config and restarts on failure."""
+    cp = parse(STAGE)
+    svc = cp["Service"]
+    assert svc["Type"] == "simple"
+    assert svc["ExecStart"] == f"{DEFAULT_PREFIX}/bin/emod stage %i --config {DEFAULT_CONFIG}"
+    assert svc["Restart"] == "on-failure"
+    assert svc["RestartPreventExitStatus"] == str(EXIT_CONFIG)
+    assert cp["Unit"]["Conflicts"] == "emod.service"

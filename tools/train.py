@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Train MobileNetV2ForImageClassification on FER2013 (7 emotions, canonical label order).
+
+Protocol: train on the cleaned train split (blank images, duplicates and train/test
+leaks removed by decoded-pixel hash), select the epoch on PublicTest, and touch
+PrivateTest once, at the end, for the report.
+
+    python tools/train.py --out runs/full --epochs 40
+    python tools/train.py --out runs/full --resume          # continue an interrupted run
+
+Writes OUT/model (Hugging Face directory: config.json, model.safetensors,
+preprocessor_config.json), OUT/checkpoint.pt (every epoch; weights and optimiser
+state only, loaded with weights_only=True), OUT/metrics.json and OUT/curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from emod.datasets import fer2013
+from emod.labels import LABELS
+from emod.models.preprocess import Preprocess
+from emod.training.augment import augment
+from emod.training.build import build, fix_batchnorm
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--width", type=float, default=1.0, help="MobileNetV2 depth multiplier")
+    p.add_argument("--pretrained", default=None, help="local checkpoint directory or hub id to fine-tune from")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--class-weight-power", type=float, default=0.5, help="class weight = (1/frequency)^power; 0 disables")
+    p.add_argument("--warmup-frac", type=float, default=0.1, help="fraction of steps spent warming up the learning rate")
+    p.add_argument("--ema", type=float, default=0.999, help="weight EMA decay; 0 disables")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--limit", type=int, default=0, help="train on the first N cleaned images only (smoke tests)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def evaluate_logits(model, x_u8: np.ndarray, prep: Preprocess, device, bs: int = 512) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x_u8), bs):
+            xb = torch.from_numpy(prep.normalize(x_u8[i : i + bs])).to(device).contiguous(memory_format=torch.channels_last)
+            out.append(model(pixel_values=xb).logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
+
+
+def save_model_dir(model, prep: Preprocess, path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), safe_serialization=True)
+    (path / "preprocessor_config.json").write_text(
+        json.dumps({"emod_preprocess": prep.as_manifest(), "input_size": prep.input_size, "labels": list(LABELS)}, indent=2) + "\n"
+    )
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    a.plot(ep, [h["public_loss"] for h in history], label="PublicTest loss")
+    a.set_xlabel("epoch"); a.legend(); a.grid(alpha=0.3)
+    b.plot(ep, [h["train_acc"] for h in history], label="train acc (augmented)")
+    b.plot(ep, [h["public_acc"] for h in history], label="PublicTest acc")
+    b.set_xlabel("epoch"); b.set_ylim(0, 1); b.legend(); b.grid(alpha=0.3)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if args.resume and not ckpt_path.is_file():
+        print(f"error: --resume but {ckpt_path} does not exist", file=sys.stderr)
+        return 2
+
+    data = fer2013.load(args.data, cache_dir=Path(".cache"), progress=not args.no_progress)
+    train, report = fer2013.clean_training_set(data)
+    public, private = data.subset("public"), data.subset("private")
+    if args.limit:
+        pick = np.zeros(len(train), bool)
+        pick[np.random.default_rng(args.seed).permutation(len(train))[: args.limit]] = True
+        train = train.select(pick)
+    print(f"train {len(train)} (dropped {report.as_dict()}), public {len(public)}, private {len(private)}", flush=True)
+
+    prep = Preprocess(args.input_size, args.channels)
+    xt = np.stack([prep.resize(im) for im in train.images])
+    xp = np.stack([prep.resize(im) for im in public.images])
+    yt = torch.from_numpy(train.labels)
+
+    model = build(args.input_size, args.channels, args.width, pretrained=args.pretrained).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    counts = np.bincount(train.labels, minlength=len(LABELS)).astype(np.float64)
+    w = (counts.sum() / (len(LABELS) * np.maximum(counts, 1))) ** args.class_weight_power
+    class_w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
+
+    steps_per_epoch = math.ceil(len(xt) / args.batch_size)
+    total = steps_per_epoch * args.epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total, pct_start=args.warmup_frac, div_factor=20, final_div_factor=200)
+    ema = None
+    if args.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    start_epoch, best, history = 0, -1.0, []
+    if args.resume:
+        st = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        if ema is not None and "ema" in st:
+            ema.load_state_dict(st["ema"])
+        start_epoch, best = st["epoch"], st["best"]
+        history = json.loads(st["history"])
+        torch.set_rng_state(st["rng"])
+        print(f"resumed at epoch {start_epoch}, best PublicTest {best:.4f}", flush=True)
+
+    gen = torch.Generator().manual_seed(args.seed + start_epoch)
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        t0 = time.time()
+        perm = torch.randperm(len(xt), generator=gen)
+        tot_loss = tot_ok = seen = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.no_progress, leave=False)
+        for s in bar:
+            idx = perm[s * args.batch_size : (s + 1) * args.batch_size]
+            xb = torch.from_numpy(prep.normalize(xt[idx.numpy()]))
+            xb = augment(xb, generator=gen).to(device, non_blocking=True)
+            yb = yt[idx].to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                logits = model(pixel_values=xb).logits
+                loss = F.cross_entropy(logits.float(), yb, weight=class_w, label_smoothing=args.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt); scaler.update(); sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            tot_loss += float(loss.detach()) * len(idx); tot_ok += int((logits.argmax(1) == yb).sum()); seen += len(idx)
+            bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_ok / seen:.3f}")
+        evaluated = ema.module if ema is not None else model
+        lp = evaluate_logits(evaluated, xp, prep, device)
+        pub_loss = float(F.cross_entropy(torch.from_numpy(lp), torch.from_numpy(public.labels)))
+        pub_acc = float((lp.argmax(1) == public.labels).mean())
+        h = {"epoch": epoch + 1, "train_loss": tot_loss / seen, "train_acc": tot_ok / seen, "public_loss": pub_loss,
+             "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
+        history.append(h)
+        improved = pub_acc > best
+        if improved:
+            best = pub_acc
+            save_model_dir(evaluated, prep, out / "model")
+        print(json.dumps(h) + ("  *best*" if improved else ""), flush=True)
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
+                 "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        torch.save(state, out / "checkpoint.tmp"); os.replace(out / "checkpoint.tmp", ckpt_path)
+        plot_curves(history, out / "curves.png")
+
+    # PrivateTest, once, on the selected model
+    from emod.training.build import load_dir
+
+    final = load_dir(out / "model").to(device).to(memory_format=torch.channels_last)
+    xq = np.stack([prep.resize(im) for im in private.images])
+    lq = evaluate_logits(final, xq, prep, device)
+    metrics = {
+        "labels": list(LABELS), "input_size": args.input_size, "width": args.width, "args": {k: str(v) for k, v in vars(args).items()},
+        "data_cleaning": report.as_dict(), "n_train": len(train), "best_public_acc": best,
+        "private_acc": float((lq.argmax(1) == private.labels).mean()), "n_private": len(private), "history": history,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"PublicTest best {best:.4f}; PrivateTest {metrics['private_acc']:.4f} (n={len(private)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

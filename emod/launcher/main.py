@@ -18,7 +18,7 @@ import zmq
 
 from emod import bus, config, protocol
 from emod.launcher import control
-from emod.launcher.notify import Notifier, child_env
+from emod.launcher.notify import Notifier
 from emod.launcher.supervisor import GiveUp, Supervisor, stage_argv
 from emod.launcher.telemetry import History, Telemetry
 
@@ -103,8 +103,6 @@ class Launcher:
             from emod.launcher.prometheus import MetricsServer
 
             self.metrics_server = MetricsServer(self.cfg.telemetry.prometheus, self.snapshot)
-        os.environ.clear()
-        os.environ.update(child_env())  # stages must not talk to systemd's notify socket
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)

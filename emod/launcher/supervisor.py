@@ -17,6 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from emod.launcher.notify import child_env
+
 
 class GiveUp(RuntimeError):
     pass
@@ -57,7 +59,7 @@ class Supervisor:
             self._start(st)
 
     def _start(self, st: StageProcess) -> None:
-        st.proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL)
+        st.proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, env=child_env())  # stages never talk to systemd's notify socket
         st.started = st.last_heartbeat = time.monotonic()
         self.log.info("stage spawned", child=st.name, pid=st.proc.pid)
 

@@ -49,15 +49,21 @@ class Stage:
         signal.signal(signal.SIGINT, self.request_stop)
         self.telemetry = bus.connect(self.ctx, zmq.PUSH, self.rundir, protocol.TELEMETRY, hwm=4)
         self.telemetry.setsockopt(zmq.SNDTIMEO, 0)
+        ready = False
         try:
             self.setup()
+            ready = True
             self.log.info("stage started", pid=os.getpid())
             self.report(force=True)
             while self.running:
                 self.step()
                 self.report()
+        except Exception as e:
+            self.log.error("stage failed", error=f"{type(e).__name__}: {e}", exc_info=True)
+            return 1
         finally:
-            self.teardown()
+            if ready:
+                self.teardown()
             self.telemetry.close()
             self.log.info("stage stopped")
         return 0

@@ -1,0 +1,81 @@
+"""``emod-ctl``: control a running emod.
+
+    emod-ctl set-model quant      switch the classifier live (answers once it has served)
+    emod-ctl models               list the registry
+    emod-ctl status [--json]      one-screen summary
+    emod-ctl reload | quit | ping
+
+Errors print one line on stderr and exit non-zero (2: bad request, unknown or broken
+model; 3: emod not reachable; 4: timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from emod.client import Client, ClientError
+from emod.launcher.control import COMMANDS
+
+
+def _print_models(models: list[dict]) -> None:
+    for m in models:
+        acc = f"{m['accuracy'] * 100:.1f}%" if isinstance(m.get("accuracy"), (int, float)) else "-"
+        mark = "*" if m["active"] else " "
+        print(f"{mark} {m['name']:<12} {m['format']:<15} {m['input_size']:>4}px  acc {acc:<6} {m['description']}")
+
+
+def _print_status(s: dict) -> None:
+    fps = s.get("processed_fps") or 0.0
+    ms = s.get("inference_ms_p50")
+    w = s.get("watts")
+    print(f"model {s['model']}  {'healthy' if s['healthy'] else 'DEGRADED'}  up {s['uptime_s']:.0f}s  "
+          f"{fps:.1f} fps  inference {ms if ms is not None else '-'} ms  power {f'{w:.2f} W' if w is not None else 'n/a'}")
+    for name, st in s["stages"].items():
+        print(f"  {name:<9} pid {st['pid'] or '-':<8} {'up' if st['alive'] else 'DOWN':<5} restarts {st['restarts']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    helps = "\n".join(f"  {c.name:<10} {c.help}" for c in COMMANDS.values())
+    p = argparse.ArgumentParser(prog="emod-ctl", description="Control a running emod.", epilog="commands:\n" + helps,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=list(COMMANDS))
+    p.add_argument("name", nargs="?", help="model name for set-model")
+    p.add_argument("--json", action="store_true", help="print the raw JSON reply")
+    p.add_argument("--runtime-dir", help="runtime directory of the daemon (env EMOD_RUNTIME_DIR)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the reply")
+    args = p.parse_args(argv)
+    args_out = {}
+    if args.command == "set-model":
+        if not args.name:
+            p.error("set-model needs a model name (emod-ctl models lists them)")
+        args_out["name"] = args.name
+    timeout = args.timeout or (90.0 if args.command == "set-model" else 5.0)
+    client = Client(args.runtime_dir, timeout)
+    try:
+        result = client.call(args.command, **args_out)
+    except ClientError as e:
+        msg = str(e)
+        if getattr(e, "code", "") in ("unknown_model", "model_failed") and "available" not in msg:
+            try:
+                msg += " (available: " + ", ".join(m["name"] for m in client.call("models")) + ")"
+            except ClientError:
+                pass
+        print(f"emod-ctl: {args.command}: {msg}", file=sys.stderr)
+        return e.exit_code
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.command == "models":
+        _print_models(result)
+    elif args.command == "status":
+        _print_status(result)
+    elif args.command == "set-model":
+        print(f"model {result['model']} active")
+    else:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``emod-stats``: live telemetry from a running emod, or a summary of its history.
+
+    emod-stats                 human-readable snapshot
+    emod-stats --json          the snapshot as JSON (shape documented in the README; stable)
+    emod-stats --watch         refresh every second
+    emod-stats --history 10    summarise the last 10 minutes of STATE_DIR/telemetry.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from emod import bus
+from emod.client import Client, ClientError
+
+
+def render(s: dict) -> str:
+    lat, inf = s["latency_ms"], s["inference_ms"]
+    p = s.get("power") or {}
+    w = p.get("watts")
+    lines = [
+        f"emod  model {s['model']}  up {s['uptime_s']:.0f} s  source {s['source']['name']}",
+        f"frames captured {s['frames']['captured']}  processed {s['frames']['processed']}  dropped {s['frames']['dropped']}"
+        f"  ({s['processed_fps'] or 0:.1f} fps)  faces/s {s['faces_per_s'] or 0:.1f}",
+        f"latency capture->result p50 {lat['p50']} ms  p95 {lat['p95']} ms   inference ({inf['model']}) p50 {inf['p50']} ms  p95 {inf['p95']} ms",
+        f"power {f'{w:.2f} W' if w is not None else 'n/a'} ({p.get('backend', 'none')})   energy/inference "
+        + (", ".join(f"{m} {j:.3f} J" if j is not None else f"{m} n/a" for m, j in s["energy_per_inference_j"].items()) or "n/a"),
+        f"rejected messages {s['rejected']['total']}   total RSS {s['total_rss_mb']} MB",
+        f"{'stage':<9} {'pid':>7} {'alive':>5} {'restarts':>8} {'fps':>6} {'RSS MB':>7} {'CPU %':>6}",
+    ]
+    for name, st in s["stages"].items():
+        lines.append(f"{name:<9} {st['pid'] or '-':>7} {'yes' if st['alive'] else 'NO':>5} {st['restarts']:>8} "
+                     f"{st['fps'] if st['fps'] is not None else '-':>6} {st['rss_mb'] or '-':>7} {st['cpu_percent'] if st['cpu_percent'] is not None else '-':>6}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="emod-stats", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
+    p.add_argument("--history", type=float, metavar="MINUTES", help="summarise the telemetry history of the last MINUTES")
+    p.add_argument("--state-dir", help="state directory holding telemetry.jsonl (default /var/lib/emod for root)")
+    p.add_argument("--runtime-dir", help="runtime directory of the daemon (env EMOD_RUNTIME_DIR)")
+    args = p.parse_args(argv)
+    if args.history is not None:
+        from emod.launcher.history import summarize
+
+        try:
+            summary = summarize(bus.state_dir(args.state_dir) / "telemetry.jsonl", args.history)
+        except FileNotFoundError as e:
+            print(f"emod-stats: no telemetry history: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(summary, indent=2) if args.json else summary["text"])
+        return 0
+    client = Client(args.runtime_dir)
+    try:
+        while True:
+            snap = client.call("stats")
+            if args.json:
+                print(json.dumps(snap, indent=None if args.watch else 2), flush=True)
+            else:
+                if args.watch:
+                    print("\033[2J\033[H", end="")
+                print(render(snap), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(1.0)
+    except ClientError as e:
+        print(f"emod-stats: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

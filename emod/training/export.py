@@ -1,0 +1,52 @@
+"""Export to ONNX and int8 static quantization (QDQ, per-channel) with ONNX Runtime's tools."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class LogitsOnly(nn.Module):
+    """Wraps a Hugging Face classifier so the exported graph has one plain output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def export_onnx(model: nn.Module, input_size: int, channels: int, path: Path, opset: int = 17) -> None:
+    model = LogitsOnly(model).eval()
+    x = torch.zeros(1, channels, input_size, input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["pixel_values"], output_names=["logits"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False)
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per_channel: bool = True) -> None:
+    """Static int8 quantization (QDQ format, per-channel weights) calibrated on ``calibration`` (N, C, S, S) float32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, data: np.ndarray, batch: int = 32):
+            self.batches = iter([data[i : i + batch] for i in range(0, len(data), batch)])
+
+        def get_next(self):
+            b = next(self.batches, None)
+            return None if b is None else {"pixel_values": b}
+
+    pre = int8_path.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    try:
+        quantize_static(str(pre), str(int8_path), Reader(calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
+    finally:
+        pre.unlink(missing_ok=True)

@@ -94,6 +94,14 @@ class Telemetry:
 
 
 @dataclass
+class Remote:
+    enabled: bool = opt(False, "Also publish the preview over TCP for remote emod-view clients (CURVE-encrypted and authenticated).")
+    preview_bind: str = opt("tcp://0.0.0.0:5560", "TCP endpoint of the remote preview publisher.")
+    server_secret_key: str = opt("", "The daemon's CURVE secret key file (NAME.key_secret from emod keygen); required when enabled.")
+    authorized_keys: str = opt("", "Directory of authorised viewers' public key files (NAME.key from emod keygen); required when enabled.")
+
+
+@dataclass
 class Config:
     daemon: Daemon = field(default_factory=Daemon)
     capture: Capture = field(default_factory=Capture)
@@ -102,6 +110,7 @@ class Config:
     power: Power = field(default_factory=Power)
     supervisor: Supervisor = field(default_factory=Supervisor)
     telemetry: Telemetry = field(default_factory=Telemetry)
+    remote: Remote = field(default_factory=Remote)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,13 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from emod.datasets import fer2013
 from emod.labels import LABELS
 from emod.models.preprocess import Preprocess
-from emod.training.augment import augment
-from emod.training.build import build, fix_batchnorm
+from emod.training.build import build
+from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
 
 
 def parse_args(argv=None):
@@ -60,16 +59,6 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
-
-
-def evaluate_logits(model, x_u8: np.ndarray, prep: Preprocess, device, bs: int = 512) -> np.ndarray:
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x_u8), bs):
-            xb = torch.from_numpy(prep.normalize(x_u8[i : i + bs])).to(device).contiguous(memory_format=torch.channels_last)
-            out.append(model(pixel_values=xb).logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
 
 
 def save_model_dir(model, prep: Preprocess, path: Path) -> None:
@@ -127,9 +116,7 @@ def main(argv=None) -> int:
 
     model = build(args.input_size, args.channels, args.width, pretrained=args.pretrained).to(device)
     model = model.to(memory_format=torch.channels_last)
-    counts = np.bincount(train.labels, minlength=len(LABELS)).astype(np.float64)
-    w = (counts.sum() / (len(LABELS) * np.maximum(counts, 1))) ** args.class_weight_power
-    class_w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
+    class_w = class_weights(train.labels, args.class_weight_power)
 
     steps_per_epoch = math.ceil(len(xt) / args.batch_size)
     total = steps_per_epoch * args.epochs
@@ -154,31 +141,15 @@ def main(argv=None) -> int:
 
     gen = torch.Generator().manual_seed(args.seed + start_epoch)
     for epoch in range(start_epoch, args.epochs):
-        model.train()
         t0 = time.time()
-        perm = torch.randperm(len(xt), generator=gen)
-        tot_loss = tot_ok = seen = 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.no_progress, leave=False)
-        for s in bar:
-            idx = perm[s * args.batch_size : (s + 1) * args.batch_size]
-            xb = torch.from_numpy(prep.normalize(xt[idx.numpy()]))
-            xb = augment(xb, generator=gen).to(device, non_blocking=True)
-            yb = yt[idx].to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-                logits = model(pixel_values=xb).logits
-                loss = F.cross_entropy(logits.float(), yb, weight=class_w, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt); scaler.update(); sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            tot_loss += float(loss.detach()) * len(idx); tot_ok += int((logits.argmax(1) == yb).sum()); seen += len(idx)
-            bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_ok / seen:.3f}")
+        train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
+                                                args.label_smoothing, scaler, ema, desc=f"epoch {epoch + 1}/{args.epochs}",
+                                                progress=not args.no_progress)
         evaluated = ema.module if ema is not None else model
         lp = evaluate_logits(evaluated, xp, prep, device)
         pub_loss = float(F.cross_entropy(torch.from_numpy(lp), torch.from_numpy(public.labels)))
         pub_acc = float((lp.argmax(1) == public.labels).mean())
-        h = {"epoch": epoch + 1, "train_loss": tot_loss / seen, "train_acc": tot_ok / seen, "public_loss": pub_loss,
+        h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,
              "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
         history.append(h)
         improved = pub_acc > best

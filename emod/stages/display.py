@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import zmq
 
-from emod import bus, protocol
+from emod import bus, protocol, remote
 from emod.stages.base import RateMeter, Stage
 from emod.vision import overlay
 from emod.vision.smooth import make_smoother
@@ -36,6 +36,7 @@ class DisplayStage(Stage):
         self.results = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=20)
         self.power = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=4)
         self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2)
+        self.remote = remote.open_publisher(self.ctx, self.cfg, self.log)  # [remote] TCP+CURVE XPUB, or None
         params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
                   "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
         self.tracker = FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
@@ -140,14 +141,15 @@ class DisplayStage(Stage):
                 self._publish(seq)
 
     def _publish(self, seq: int, stale: bool = False) -> None:
-        if not self.subscribed and self.window is None:
+        remote_on = self.remote is not None and self.remote.active()  # [remote]
+        if not self.subscribed and self.window is None and not remote_on:
             return
         h, img, _ = self.ring[seq]
         canvas = img.copy() if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         overlay.draw(canvas, self.tracks, self.info)
         if self.window is not None:
             self.window.show(canvas)
-        if not self.subscribed:
+        if not self.subscribed and not remote_on:
             return
         t0 = time.perf_counter()
         ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.display.jpeg_quality])
@@ -158,8 +160,11 @@ class DisplayStage(Stage):
                    "confidence": round(float(t.smoothed.confidence), 4)} for t in self.tracks]
         header = {"seq": seq, "t_capture": h["t_mono"], "shape": list(canvas.shape), "format": "jpeg", "stale": stale,
                   "tracks": tracks, "info": self.info}
+        parts = protocol.encode(b"preview", header, jpeg.tobytes())
+        if remote_on:  # [remote] same message to remote viewers; NOBLOCK inside
+            self.remote.send(parts)
         try:
-            self.preview.send_multipart(protocol.encode(b"preview", header, jpeg.tobytes()), zmq.NOBLOCK)
+            self.preview.send_multipart(parts, zmq.NOBLOCK)
             self.published += 1
             self.rate.tick()
         except zmq.Again:
@@ -170,6 +175,8 @@ class DisplayStage(Stage):
             self.window.close()
         for s in (self.frames, self.results, self.power, self.preview):
             s.close()
+        if self.remote is not None:  # [remote]
+            self.remote.close()
 
     def stats(self) -> dict:
         return {"fps": self.rate.rate(), "results_fps": self.result_rate.rate(), "published": self.published,

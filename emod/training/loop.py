@@ -1,0 +1,72 @@
+"""The training step shared by tools/train.py and tools/optimize.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from emod.labels import LABELS
+from emod.models.preprocess import Preprocess
+from emod.training.augment import augment
+
+
+def evaluate_logits(model, x_u8: np.ndarray, prep: Preprocess, device, bs: int = 512) -> np.ndarray:
+    """Logits of uint8 (N, S, S) images, already resized to the model's input size."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x_u8), bs):
+            xb = torch.from_numpy(prep.normalize(x_u8[i : i + bs])).to(device).contiguous(memory_format=torch.channels_last)
+            out.append(model(pixel_values=xb).logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
+
+
+def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
+    """(1 / frequency) ** power, normalised to mean 1: power 0.5 softens the imbalance without inverting it."""
+    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
+    w = (counts.sum() / (len(LABELS) * np.maximum(counts, 1))) ** power
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, opt, sched, gen: torch.Generator,
+                    device, batch_size: int, class_w: torch.Tensor, label_smoothing: float, scaler, ema=None,
+                    teacher=None, kd_temperature: float = 4.0, kd_alpha: float = 0.5, desc: str = "", progress: bool = True):
+    """One pass over the training set; returns (mean loss, accuracy on augmented batches).
+
+    With a ``teacher``, the loss mixes hard-label cross-entropy with the KL divergence
+    to the teacher's softened predictions (knowledge distillation).
+    """
+    model.train()
+    steps = (len(xt) + batch_size - 1) // batch_size
+    perm = torch.randperm(len(xt), generator=gen)
+    tot_loss = tot_ok = seen = 0
+    class_w = class_w.to(device)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for s in bar:
+        idx = perm[s * batch_size : (s + 1) * batch_size]
+        xb = torch.from_numpy(prep.normalize(xt[idx.numpy()]))
+        xb = augment(xb, generator=gen).to(device, non_blocking=True)
+        yb = yt[idx].to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(pixel_values=xb).logits.float()
+            loss = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(pixel_values=xb).logits.float()
+                T = kd_temperature
+                kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(t_logits / T, 1), reduction="batchmean") * T * T
+                loss = (1 - kd_alpha) * loss + kd_alpha * kd
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        tot_loss += float(loss.detach()) * len(idx)
+        tot_ok += int((logits.argmax(1) == yb).sum())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_ok / seen:.3f}")
+    return tot_loss / seen, tot_ok / seen

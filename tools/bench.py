@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Benchmark emotion models against the prototype's per-face path, in one process, on the same faces.
+
+    python tools/bench.py                                   # full and quant from the registry
+    python tools/bench.py --models full quant --n 200 --threads 2 --json runs/bench.json --plot runs/bench.png
+    EMOD_MODELS_DIR=/tmp/devmodels python tools/bench.py --models devfull devquant --n 50
+
+For every registry model (name, or model directory) and for a "seed" baseline it
+measures, on the same PrivateTest faces (a seeded sample of ``--n``):
+
+* batch-1 latency, median and p90 after ``--warmup`` untimed calls, of
+  ``latency_ms``: one 48x48 face in, probabilities out (the daemon's per-face cost:
+  ``Classifier.classify([face])``, preprocessing included), and
+  ``model_latency_ms``: the runtime's forward alone on the already prepared tensor;
+* size: the bytes of the model's files (those its manifest lists);
+* MACs per image: for ONNX files counted from the graph (Conv/Gemm/MatMul and their
+  integer/QLinear forms, weights followed back through ``DequantizeLinear`` in QDQ
+  int8 graphs, output shapes from ``onnx.shape_inference`` at batch 1); for PyTorch
+  models with forward hooks on Conv/Linear layers. Bias adds, BatchNorm and
+  activations are not counted.
+
+The seed baseline is what the prototype did per face: a PIL RGB image through the
+Hugging Face ``MobileNetV2ImageProcessor`` (resize to 224, centre crop 224, rescale,
+normalise; in transformers 5 without torchvision that class resolves to
+``MobileNetV2ImageProcessorPil``, which is the one constructed then; the JSON names the
+class used) and an eager fp32 ``MobileNetV2ForImageClassification`` forward at
+224x224x3 with 7 labels, built from a config (random weights: latency, size and MACs
+do not depend on their values).
+
+Threads: torch (``torch.set_num_threads``) and ONNX Runtime (``intra_op_num_threads``)
+are both set to ``--threads``. On a 2-core machine torch and ORT in one process slow
+each other: after a forward pass torch's OpenMP workers keep spinning for a while and
+ORT's pool would too (emod's ORT sessions disable spinning with
+``session.intra_op.allow_spinning=0``). Each model is therefore timed in its own block
+after its own warm-up, never interleaved call by call, and the machine's load average
+is recorded: numbers taken while something else (e.g. training) runs are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np
+
+from emod.labels import LABELS
+
+SEED = "seed"
+
+
+# ---------------------------------------------------------------- MAC counting
+
+
+def torch_macs(model, example) -> int:
+    """Multiply-accumulates per sample of one forward of ``model`` on ``example``, from Conv/Linear hooks."""
+    import torch
+    from torch import nn
+
+    total = 0
+    batch = int(example.shape[0])
+
+    def hook(mod, inputs, out):
+        nonlocal total
+        per_out = out.numel() // batch
+        if isinstance(mod, nn.Linear):
+            total += per_out * mod.in_features
+        else:  # forward (not transposed) convolution: each output sums Cin/groups x kernel products
+            total += per_out * (mod.in_channels // mod.groups) * int(np.prod(mod.kernel_size))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Linear) or (isinstance(m, nn.modules.conv._ConvNd) and not m.transposed)]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+# op -> index of its weight input (second operand); MACs = output elements x reduction length
+_CONV_W = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
+_MATMUL_A = {"MatMul": 0, "MatMulInteger": 0, "QLinearMatMul": 0, "Gemm": 0}
+_MATMUL_B = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1}
+_PASS_THROUGH = {"DequantizeLinear", "QuantizeLinear", "Identity", "Cast", "Transpose"}
+
+
+def onnx_macs(model_or_path) -> int:
+    """Multiply-accumulates of one image through an ONNX graph (symbolic batch dimensions fixed to 1)."""
+    import onnx
+    from onnx import shape_inference
+
+    m = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) else onnx.ModelProto.FromString(model_or_path.SerializeToString())
+    g = m.graph
+    inits = {t.name: list(t.dims) for t in g.initializer}
+    for vi in list(g.input) + list(g.output):
+        if vi.name in inits:
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    del g.value_info[:]  # stale symbolic shapes would be merged back in
+    m = shape_inference.infer_shapes(m)
+    g = m.graph
+    shapes: dict[str, list | None] = dict(inits)
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.name in shapes:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims] if vi.type.tensor_type.HasField("shape") else None
+    producer = {o: n for n in g.node for o in n.output}
+
+    def shape(name: str, follow: bool = True):
+        s = shapes.get(name)
+        if s is not None and all(d is not None for d in s):
+            return s
+        n = producer.get(name)
+        if follow and n is not None and n.op_type in _PASS_THROUGH and n.op_type != "Transpose":
+            return shape(n.input[0])
+        return None
+
+    def numel(name: str) -> int:
+        s = shape(name)
+        if s is None:
+            raise ValueError(f"ONNX graph: cannot infer the shape of {name!r}")
+        return int(np.prod(s))
+
+    total = 0
+    for n in g.node:
+        if n.op_type in _CONV_W:
+            w = shape(n.input[_CONV_W[n.op_type]])
+            if w is None:
+                raise ValueError(f"ONNX graph: weight shape of {n.op_type} {n.name!r} unknown")
+            total += numel(n.output[0]) * int(np.prod(w[1:]))
+        elif n.op_type in _MATMUL_A:
+            a, b = shape(n.input[_MATMUL_A[n.op_type]]), shape(n.input[_MATMUL_B[n.op_type]])
+            if n.op_type == "Gemm":
+                attrs = {x.name: x.i for x in n.attribute}
+                k = (a[0] if attrs.get("transA") else a[1]) if a else (b[1] if attrs.get("transB") else b[0]) if b else None
+            else:
+                k = a[-1] if a else (b[-2] if b and len(b) >= 2 else None)
+            if k is None:
+                raise ValueError(f"ONNX graph: operand shapes of {n.op_type} {n.name!r} unknown")
+            total += numel(n.output[0]) * int(k)
+    return int(total)
+
+
+# ---------------------------------------------------------------- subjects
+
+
+def image_processor():
+    """The prototype's Hugging Face processor, built locally: (processor, class name)."""
+    import transformers
+
+    kwargs = dict(do_resize=True, size={"shortest_edge": 224}, do_center_crop=True, crop_size={"height": 224, "width": 224},
+                  do_rescale=True, do_normalize=True, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "MobileNetV2ImageProcessorPil"):
+        cls = transformers.MobileNetV2ImageProcessorPil  # what MobileNetV2ImageProcessor falls back to anyway
+    else:
+        cls = transformers.MobileNetV2ImageProcessor
+    proc = cls(**kwargs)
+    return proc, type(proc).__name__
+
+
+def seed_subject(tmp: Path) -> dict:
+    """The prototype's per-face path: PIL RGB -> HF image processor -> eager fp32 MobileNetV2 224x224x3."""
+    import torch
+    from PIL import Image
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    id2label = dict(enumerate(LABELS))
+    cfg = MobileNetV2Config(num_channels=3, image_size=224, num_labels=len(LABELS), id2label=id2label,
+                            label2id={v: k for k, v in id2label.items()})
+    model = MobileNetV2ForImageClassification(cfg).eval()
+    proc, proc_name = image_processor()
+    model.save_pretrained(str(tmp / SEED), safe_serialization=True)
+    size = sum(p.stat().st_size for p in (tmp / SEED).iterdir() if p.is_file())
+
+    def prepare(face):
+        return proc(images=Image.fromarray(face).convert("RGB"), return_tensors="pt")["pixel_values"]
+
+    def forward(px):
+        with torch.no_grad():
+            return model(pixel_values=px).logits.softmax(-1)
+
+    return {"name": SEED, "format": "hf-safetensors (eager torch, HF image processor)", "input_size": 224, "channels": 3,
+            "size_bytes": size, "macs": torch_macs(model, torch.zeros(1, 3, 224, 224)), "processor": proc_name,
+            "end_to_end": lambda face: forward(prepare(face)), "prepare": prepare, "forward": forward}
+
+
+def registry_subject(name_or_dir: str, threads: int) -> dict:
+    """A registry model (name or directory) as the daemon runs it."""
+    from emod.models.classifier import load
+
+    clf = load(name_or_dir, threads=threads)
+    info = clf.info
+    size = sum((info.path / f).stat().st_size for f in info.manifest["files"])
+    if info.format == "onnx":
+        onnx_file = next(f for f in info.manifest["files"] if f.endswith(".onnx"))
+        macs = onnx_macs(info.path / onnx_file)
+    else:
+        import torch
+
+        macs = torch_macs(clf.runtime.model, torch.zeros(1, clf.prep.channels, info.input_size, info.input_size))
+    return {"name": clf.name, "format": info.format, "input_size": info.input_size, "channels": clf.prep.channels,
+            "size_bytes": size, "macs": macs, "path": str(info.path),
+            "end_to_end": lambda face: clf.classify([face]), "prepare": lambda face: clf.prep([face]),
+            "forward": clf.runtime.logits}
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_calls(fn, inputs: list, warmup: int) -> np.ndarray:
+    """Milliseconds of ``fn(x)`` for each input, after ``warmup`` untimed calls; GC paused while timing."""
+    for i in range(warmup):
+        fn(inputs[i % len(inputs)])
+    gc.collect()
+    gc.disable()
+    try:
+        out = np.empty(len(inputs))
+        for i, x in enumerate(inputs):
+            t0 = time.perf_counter()
+            fn(x)
+            out[i] = (time.perf_counter() - t0) * 1000.0
+    finally:
+        gc.enable()
+    return out
+
+
+def summary(ms: np.ndarray) -> dict:
+    med, p90 = np.percentile(ms, [50, 90])
+    return {"median": round(float(med), 4), "p90": round(float(p90), 4), "mean": round(float(ms.mean()), 4), "n": int(len(ms))}
+
+
+def ratios(results: dict, order: list[str]) -> dict:
+    """later/earlier for every pair of benchmarked models, and every model / seed."""
+    def one(b, a):
+        ra, rb = results[a], results[b]
+        return {"latency_median": rb["latency_ms"]["median"] / ra["latency_ms"]["median"],
+                "model_latency_median": rb["model_latency_ms"]["median"] / ra["model_latency_ms"]["median"],
+                "size": rb["size_bytes"] / ra["size_bytes"], "macs": rb["macs"] / ra["macs"] if ra["macs"] else None}
+
+    out = {}
+    models = [m for m in order if m != SEED]
+    for j, b in enumerate(models):
+        for a in models[:j]:
+            out[f"{b}/{a}"] = one(b, a)
+    for b in models:
+        if SEED in results:
+            out[f"{b}/{SEED}"] = one(b, SEED)
+    return out
+
+
+def machine(threads: int) -> dict:
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__,
+            "numpy": np.__version__, "threads": threads}
+
+
+def plot(results: dict, samples: dict, path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(results)
+    fig = Figure(figsize=(1.8 + 1.6 * len(names), 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    ax.boxplot([samples[n] for n in names], showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), labels=[f"{n}\n{results[n]['macs'] / 1e6:.1f} MMAC" for n in names])
+    for i, n in enumerate(names, 1):
+        ax.annotate(f"{results[n]['latency_ms']['median']:.2f} ms", (i, results[n]["latency_ms"]["median"]),
+                    textcoords="offset points", xytext=(22, 0), fontsize=8, va="center")
+    ax.set_yscale("log")
+    ax.set_ylabel("batch-1 latency per face, ms (log)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["full", "quant"], help="registry model names or model directories (default: full quant)")
+    p.add_argument("--n", type=int, default=200, help="timed faces per model (default: 200)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
+    p.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads (default: 2)")
+    p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
+    p.add_argument("--cache", type=Path, default=REPO / ".cache", help="decoded-FER2013 cache directory (default: .cache)")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--plot", type=Path, default=None, help="latency box plot PNG")
+    args = p.parse_args(argv)
+    if args.n < 1 or args.warmup < 0 or args.threads < 1:
+        p.error("--n and --threads must be >= 1, --warmup >= 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from emod.datasets import fer2013
+    from emod.models.registry import ModelError
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    subjects = []
+    try:
+        for name in args.models:
+            subjects.append(registry_subject(name, args.threads))
+    except ModelError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    root = args.data if args.data is not None else fer2013.default_root()
+    if not root.exists():
+        print(f"bench: no FER2013 at {root} (pass --data or set $EMOD_FER2013)", file=sys.stderr)
+        return 2
+    private = fer2013.load(root, cache_dir=args.cache).subset("private")
+    pick = np.sort(np.random.default_rng(0).permutation(len(private))[: args.n])
+    faces = [np.ascontiguousarray(private.images[i]) for i in pick]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subjects.append(seed_subject(Path(tmp)))
+    results, samples = {}, {}
+    for s in subjects:
+        key = s["name"] if s["name"] not in results else f"{s['name']}#{len(results)}"
+        e2e = time_calls(s["end_to_end"], faces, args.warmup)
+        prepared = [s["prepare"](f) for f in faces]
+        fwd = time_calls(s["forward"], prepared, args.warmup)
+        samples[key] = e2e
+        results[key] = {k: s[k] for k in ("format", "input_size", "channels", "size_bytes", "macs", "path", "processor") if k in s}
+        results[key].update(latency_ms=summary(e2e), model_latency_ms=summary(fwd))
+    order = list(results)
+    rat = ratios(results, order)
+
+    print(f"{len(faces)} PrivateTest faces, batch 1, {args.threads} thread(s), warm-up {args.warmup}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'model':<12}{'format':<16}{'input':>6}{'size MB':>9}{'MMACs':>9}{'median ms':>11}{'p90 ms':>9}{'fwd ms':>9}")
+    for k, r in results.items():
+        print(f"{k:<12}{r['format'][:15]:<16}{r['input_size']:>6}{r['size_bytes'] / 1e6:>9.2f}{r['macs'] / 1e6:>9.1f}"
+              f"{r['latency_ms']['median']:>11.3f}{r['latency_ms']['p90']:>9.3f}{r['model_latency_ms']['median']:>9.3f}")
+    print("(median/p90: one face in, probabilities out, preprocessing included; fwd: model forward alone, median)")
+    for k, r in rat.items():
+        macs = f"{r['macs']:.3f}" if r["macs"] is not None else "-"
+        print(f"{k:<22} latency x{r['latency_median']:.3f}  fwd x{r['model_latency_median']:.3f}  size x{r['size']:.3f}  MACs x{macs}")
+
+    report = {"faces": len(faces), "split": "private", "warmup": args.warmup, "threads": args.threads, "models": results,
+              "ratios": rat, "machine": machine(args.threads)}
+    if args.plot is not None:
+        plot(results, samples, args.plot, f"batch-1 latency, {len(faces)} PrivateTest faces, {args.threads} thread(s)")
+        report["plot"] = str(args.plot)
+        print(f"plot: {args.plot}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"results: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

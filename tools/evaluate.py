@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Evaluate an emotion model on FER2013's held-out test images, exactly as the daemon runs it.
+
+The model is loaded through :func:`emod.models.classifier.load` (hash-verified, the
+manifest's preprocessing, the same ONNX Runtime / PyTorch backend as ``emod run``) and
+the 48x48 test faces are fed to ``classifier.classify`` as face crops, in batches.
+Nothing here preprocesses images itself.
+
+    python tools/evaluate.py --model full --split private --json runs/eval/full.json
+    python tools/evaluate.py --model runs/full/export/quant --split public --limit 500
+    python tools/evaluate.py --model quant --split private --json runs/eval/quant.json --write-manifest
+
+Splits: ``public`` (PublicTest, the model-selection split), ``private`` (PrivateTest,
+the one to report) or ``all`` (both). ``--limit N`` evaluates a fixed, seeded random
+sample of N images of the split (deterministic, class mix preserved in expectation);
+it is for development, and its metrics say ``limit``.
+
+Writes (optional) a JSON report and a confusion-matrix PNG (by default beside the
+JSON, ``<json stem>_confusion.png``). ``--write-manifest`` stores
+``{accuracy, macro_f1, n, split}`` under ``metrics.<split>`` of the model's
+``manifest.json``, leaving every other key, and so every file hash, untouched.
+Exit status: 0 on success, 2 for an unusable model or data set (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np
+
+from emod.datasets import fer2013
+from emod.labels import LABELS
+from emod.metrics import classification_report, confusion_matrix, plot_confusion
+from emod.models import registry
+
+SPLITS = {"public": ("public",), "private": ("private",), "all": ("public", "private")}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="registry model name (e.g. full, quant) or a model directory with manifest.json")
+    p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
+    p.add_argument("--split", choices=sorted(SPLITS), default="private", help="test split to evaluate (default: private)")
+    p.add_argument("--json", type=Path, default=None, help="write the full report here")
+    p.add_argument("--confusion", type=Path, default=None, help="confusion-matrix PNG (default: beside --json)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed seeded sample of N images (development only)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads, as the daemon's --threads (default: 1)")
+    p.add_argument("--batch", type=int, default=256, help="faces per classify() call (default: 256)")
+    p.add_argument("--cache", type=Path, default=REPO / ".cache", help="decoded-FER2013 cache directory (default: .cache)")
+    p.add_argument("--write-manifest", action="store_true", help="store the headline metrics in the model's manifest.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be >= 1")
+    if args.batch < 1:
+        p.error("--batch must be >= 1")
+    return args
+
+
+def fail(msg: str) -> int:
+    print(f"evaluate: {msg}", file=sys.stderr)
+    return 2
+
+
+def select(data: fer2013.FerSplit, split: str, limit: int | None, seed: int = 0) -> fer2013.FerSplit:
+    """The split's images; with ``limit``, a seeded random sample of them kept in file order."""
+    sub = data.subset(*SPLITS[split])
+    if limit is not None and limit < len(sub):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(sub))[:limit])
+        sub = sub.select(keep)
+    return sub
+
+
+def predict(clf, images: np.ndarray, batch: int, progress: bool) -> np.ndarray:
+    """Class index per image, through ``clf.classify`` (the daemon's preprocessing and runtime)."""
+    out = np.empty(len(images), np.int64)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(images), desc=f"evaluate {clf.name}", unit="img")
+    for i in range(0, len(images), batch):
+        probs = clf.classify(images[i : i + batch])
+        out[i : i + len(probs)] = probs.argmax(axis=1)
+        if bar is not None:
+            bar.update(len(probs))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def format_table(report: dict, title: str) -> str:
+    lines = [title, f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   n {report['n']}", ""]
+    lines.append(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for label, c in report["per_class"].items():
+        lines.append(f"{label:<10}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}{c['support']:>10d}")
+    return "\n".join(lines)
+
+
+def update_manifest_metrics(model_dir: Path, split: str, entry: dict) -> dict:
+    """Set ``metrics.<split>`` in ``model_dir/manifest.json``, every other key unchanged.
+
+    ``manifest.json`` is not among the hashed ``files``, so the hashes stay valid; the
+    write goes to a temporary file and is renamed into place.
+    """
+    path = model_dir / registry.MANIFEST
+    m = registry.read_manifest(model_dir)
+    metrics = m.get("metrics") if isinstance(m.get("metrics"), dict) else {}
+    metrics[split] = entry
+    m["metrics"] = metrics
+    tmp = model_dir / f".{registry.MANIFEST}.tmp"
+    tmp.write_text(json.dumps(m, indent=2) + "\n")  # same layout as registry.write_manifest
+    os.replace(tmp, path)
+    return m
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from emod.models.classifier import load
+
+    try:
+        clf = load(args.model, threads=args.threads)
+    except registry.ModelError as e:
+        return fail(str(e))
+    data_root = Path(args.data) if args.data is not None else fer2013.default_root()
+    if not data_root.exists():
+        return fail(f"no FER2013 at {data_root} (pass --data or set $EMOD_FER2013)")
+    try:
+        data = fer2013.load(data_root, cache_dir=args.cache, progress=not args.no_progress)
+    except (OSError, ValueError) as e:
+        return fail(f"cannot load FER2013 from {data_root}: {e}")
+    test = select(data, args.split, args.limit)
+    if len(test) == 0:
+        return fail(f"split {args.split!r} of {data_root} holds no images")
+
+    t0 = time.perf_counter()
+    pred = predict(clf, test.images, args.batch, progress=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    cm = confusion_matrix(test.labels, pred, len(LABELS))
+    report = classification_report(test.labels, pred, LABELS)
+    title = f"{clf.name} ({clf.info.format}) on FER2013 {args.split}" + (f" [limit {args.limit}]" if args.limit else "")
+    print(format_table(report, title))
+    print(f"\n{len(test)} images in {seconds:.1f} s ({1000 * seconds / len(test):.2f} ms/img, batch {args.batch}, {args.threads} thread(s))")
+
+    result = {
+        "model": clf.name,
+        "model_path": str(clf.info.path),
+        "format": clf.info.format,
+        "input_size": clf.info.input_size,
+        "split": args.split,
+        "limit": args.limit,
+        "data": str(data_root),
+        **report,
+        "labels": list(LABELS),
+        "confusion_matrix": cm.tolist(),
+        "seconds": round(seconds, 3),
+        "threads": args.threads,
+        "batch": args.batch,
+    }
+    png = args.confusion or (args.json.with_name(args.json.stem + "_confusion.png") if args.json else None)
+    if png is not None:
+        plot_confusion(cm, LABELS, png, title=f"{title}\nacc {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
+        result["confusion_png"] = str(png)
+        print(f"confusion matrix: {png}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"report: {args.json}")
+    if args.write_manifest:
+        entry = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"], "split": args.split}
+        if args.limit:
+            entry["limit"] = args.limit
+            print(f"evaluate: warning: writing metrics of a {args.limit}-image sample to the manifest", file=sys.stderr)
+        try:
+            update_manifest_metrics(clf.info.path, args.split, entry)
+            registry.verify(registry.ModelInfo(clf.name, clf.info.path, registry.read_manifest(clf.info.path)))
+        except (OSError, registry.ModelError) as e:
+            return fail(f"cannot update {clf.info.path / registry.MANIFEST}: {e}")
+        print(f"manifest: {clf.info.path / registry.MANIFEST} metrics.{args.split} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Prune + int8-quantize a trained emotion model into the registry's ``quant`` model.
+
+1. Structured channel pruning of the fp32 model (torch-pruning, L2 group importance,
+   dependency-aware across MobileNetV2's residual connections; the classifier is kept).
+2. A short fine-tune to recover, distilled from the unpruned model, selected on PublicTest.
+3. Export to ONNX and static int8 quantization with ONNX Runtime (QDQ, per-channel
+   weights), calibrated on training images.
+4. A registry model directory (model.onnx + manifest.json) and a JSON report.
+
+    python tools/optimize.py --model runs/full/model --out emod/models/zoo/quant --epochs 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from emod.datasets import fer2013
+from emod.models import registry
+from emod.models.preprocess import Preprocess
+from emod.training.build import load_dir
+from emod.training.export import export_onnx, quantize_int8
+from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True, help="trained Hugging Face model directory (tools/train.py OUT/model)")
+    p.add_argument("--out", type=Path, required=True, help="registry model directory to write (e.g. emod/models/zoo/quant)")
+    p.add_argument("--name", default=None, help="model name in the manifest (default: the --out folder name)")
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--prune", type=float, default=0.25, help="fraction of channels removed in each prunable group")
+    p.add_argument("--epochs", type=int, default=6, help="fine-tune epochs after pruning (0: none)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--distill", type=float, default=0.5, help="weight of the distillation loss from the unpruned model (0: off)")
+    p.add_argument("--calibration", type=int, default=512, help="training images used to calibrate int8 ranges")
+    p.add_argument("--limit", type=int, default=0, help="fine-tune on N images only (smoke tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", type=Path, default=None, help="JSON report (default OUT/../NAME-optimize.json in runs/)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def count_macs(model, x) -> int:
+    import torch_pruning as tp
+
+    macs, _ = tp.utils.count_ops_and_params(model, x)
+    return int(macs)
+
+
+def prune(model, input_size: int, channels: int, ratio: float):
+    import torch_pruning as tp
+
+    x = torch.zeros(1, channels, input_size, input_size)
+    imp = tp.importance.GroupMagnitudeImportance(p=2)
+    pruner = tp.pruner.MetaPruner(model, x, importance=imp, pruning_ratio=ratio, ignored_layers=[model.classifier],
+                                  round_to=8, output_transform=lambda out: out.logits)
+    pruner.step()
+    return model
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    device = torch.device("cpu")
+    name = args.name or args.out.name
+    if not registry.NAME_RE.match(name):
+        print(f"error: invalid model name {name!r}", file=sys.stderr)
+        return 2
+    meta = json.loads((args.model / "preprocessor_config.json").read_text())
+    prep = Preprocess(meta["input_size"], **{k: v for k, v in meta["emod_preprocess"].items()})
+    teacher = load_dir(args.model).eval()
+    student = load_dir(args.model)
+    x = torch.zeros(1, prep.channels, prep.input_size, prep.input_size)
+    params0 = sum(p.numel() for p in student.parameters())
+    macs0 = count_macs(student, x)
+    prune(student, prep.input_size, prep.channels, args.prune)
+    macs1 = count_macs(student, x)
+    params1 = sum(p.numel() for p in student.parameters())
+    print(f"pruned {args.prune:.0%} of channels: MACs {macs0 / 1e6:.1f}M -> {macs1 / 1e6:.1f}M ({macs1 / macs0:.1%}), "
+          f"params {params0 / 1e6:.2f}M -> {params1 / 1e6:.2f}M", flush=True)
+
+    data = fer2013.load(args.data, cache_dir=Path(".cache"), progress=not args.no_progress)
+    train, _ = fer2013.clean_training_set(data)
+    public = data.subset("public")
+    if args.limit:
+        pick = np.zeros(len(train), bool)
+        pick[np.random.default_rng(args.seed).permutation(len(train))[: args.limit]] = True
+        train = train.select(pick)
+    xt = np.stack([prep.resize(im) for im in train.images])
+    xp = np.stack([prep.resize(im) for im in public.images])
+    yt = torch.from_numpy(train.labels)
+
+    def public_acc(m) -> float:
+        return float((evaluate_logits(m, xp, prep, device).argmax(1) == public.labels).mean())
+
+    acc_teacher = public_acc(teacher)
+    acc_pruned = public_acc(student)
+    print(f"PublicTest: unpruned {acc_teacher:.4f}, pruned before fine-tune {acc_pruned:.4f}", flush=True)
+    history = []
+    best_state, best_acc = {k: v.clone() for k, v in student.state_dict().items()}, acc_pruned
+    if args.epochs:
+        student = student.to(memory_format=torch.channels_last)
+        steps = math.ceil(len(xt) / args.batch_size) * args.epochs
+        opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        gen = torch.Generator().manual_seed(args.seed)
+        cw = class_weights(train.labels, 0.5)
+        for ep in range(args.epochs):
+            t0 = time.time()
+            loss, tacc = train_one_epoch(student, xt, yt, prep, opt, sched, gen, device, args.batch_size, cw, 0.1, scaler,
+                                         teacher=teacher if args.distill else None, kd_alpha=args.distill,
+                                         desc=f"fine-tune {ep + 1}/{args.epochs}", progress=not args.no_progress)
+            acc = public_acc(student)
+            history.append({"epoch": ep + 1, "loss": loss, "train_acc": tacc, "public_acc": acc, "seconds": round(time.time() - t0, 1)})
+            print(json.dumps(history[-1]) + ("  *best*" if acc > best_acc else ""), flush=True)
+            if acc > best_acc:
+                best_acc, best_state = acc, {k: v.clone() for k, v in student.state_dict().items()}
+    student.load_state_dict(best_state)
+    student.eval()
+
+    out = args.out
+    tmp = Path(tempfile.mkdtemp(prefix="emod-opt-"))
+    try:
+        fp32 = tmp / "fp32.onnx"
+        export_onnx(student, prep.input_size, prep.channels, fp32)
+        rng = np.random.default_rng(args.seed)
+        cal_idx = rng.permutation(len(xt))[: args.calibration]
+        quantize_int8(fp32, tmp / "model.onnx", prep.normalize(xt[cal_idx]))
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        shutil.copy(tmp / "model.onnx", out / "model.onnx")
+        fp32_size = fp32.stat().st_size
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    from emod.models.classifier import load
+
+    registry.write_manifest(out, name, "onnx", prep.input_size, prep.as_manifest(),
+                            description=f"MobileNetV2, {args.prune:.0%} channels pruned, int8 (ONNX Runtime QDQ)",
+                            extra={"source_model": str(args.model), "macs": macs1, "params": params1})
+    q = load(str(out), threads=2)
+    acc_int8 = float((np.concatenate([q.classify(public.images[i : i + 256]) for i in range(0, len(public), 256)]).argmax(1)
+                      == public.labels).mean())
+    report = {"name": name, "prune_ratio": args.prune, "macs_before": macs0, "macs_after": macs1, "params_before": params0,
+              "params_after": params1, "public_acc": {"unpruned": acc_teacher, "pruned": acc_pruned, "fine_tuned": best_acc,
+                                                       "int8": acc_int8},
+              "fp32_onnx_bytes": fp32_size, "int8_onnx_bytes": (out / "model.onnx").stat().st_size, "history": history}
+    report_path = args.report or Path("runs") / f"{name}-optimize.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"PublicTest: fine-tuned fp32 {best_acc:.4f}, int8 {acc_int8:.4f}; wrote {out} and {report_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

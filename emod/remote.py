@@ -20,6 +20,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import structlog
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
@@ -69,8 +70,9 @@ class _AuthLog:
         self.denied: deque[str] = deque(maxlen=8)
 
     def debug(self, msg, *args):
-        if msg.startswith("DENIED"):
-            self.denied.append(str(args[-1] if args else "")[:60])
+        if args and "client_key" in msg and (msg % args).startswith("DENIED"):
+            key = args[-1]
+            self.denied.append((key.decode(errors="replace") if isinstance(key, bytes) else str(key))[:60])
 
     info = debug
 
@@ -88,6 +90,7 @@ class RemotePublisher:
 
     def __init__(self, ctx: zmq.Context, remote, log):
         check(remote)
+        log = log.bind(**structlog.contextvars.get_contextvars())  # context vars do not follow into threads
         self.log = log
         self.auth_log = _AuthLog(log)
         self.auth = ThreadAuthenticator(ctx, log=self.auth_log)
@@ -102,7 +105,6 @@ class RemotePublisher:
         s.setsockopt(zmq.RCVHWM, 100)
         s.setsockopt(zmq.MAXMSGSIZE, 1024)  # viewers only send (un)subscriptions
         s.curve_secretkey, s.curve_publickey, s.curve_server = secret, public, True
-        s.zap_domain = b"emod"
         self.monitor_addr = f"inproc://emod-remote-monitor-{next(_ids)}"
         events = zmq.EVENT_HANDSHAKE_SUCCEEDED
         for e in _REFUSALS:

@@ -78,7 +78,7 @@ def test_null_power_is_omitted() -> None:
     s = dict(SNAPSHOT, power={"watts": None, "backend": "none"}, processed_fps=None)
     text = render(s)
     assert "emod_power_watts" not in text and "emod_processed_fps" not in text
-    assert "emod_frames_total" in families(text)["emod_frames"][1].__iter__().__next__()[0]
+    assert ("emod_frames_total", frozenset({("kind", "processed")})) in families(text)["emod_frames"][1]
 
 
 def test_parse_address() -> None:

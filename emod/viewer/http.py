@@ -184,7 +184,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.send_header("Connection", "close")
             self.end_headers()
-            last = 0
+            f = srv.receiver.latest
+            last = f.n if f is not None and time.monotonic() - f.t_recv > 1.0 else 0  # never start with an old frame
             while not srv.stopping:
                 f = srv.receiver.wait(after=last, timeout=2.0)
                 if f is None:

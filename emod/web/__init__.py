@@ -1,0 +1,1 @@
+"""Static files of the ``emod-view --http`` web page (served from the package, no CDN)."""

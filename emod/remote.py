@@ -69,18 +69,25 @@ class _AuthLog:
         self.log = log
         self.denied: deque[str] = deque(maxlen=8)
 
+    @staticmethod
+    def _text(msg, args) -> str:
+        try:
+            return str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            return f"{msg} {args!r}"
+
     def debug(self, msg, *args):
-        if args and "client_key" in msg and (msg % args).startswith("DENIED"):
+        if args and "client_key" in str(msg) and self._text(msg, args).startswith("DENIED"):
             key = args[-1]
             self.denied.append((key.decode(errors="replace") if isinstance(key, bytes) else str(key))[:60])
 
     info = debug
 
     def warning(self, msg, *args):
-        self.log.warning("remote authenticator", detail=msg % args if args else msg)
+        self.log.warning("remote authenticator", detail=self._text(msg, args))
 
     def error(self, msg, *args):
-        self.log.error("remote authenticator", detail=msg % args if args else msg)
+        self.log.error("remote authenticator", detail=self._text(msg, args))
 
     exception = error
 

@@ -7,7 +7,6 @@ untrained MobileNetV2 exported once per session, so it exercises the plumbing on
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal

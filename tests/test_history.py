@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -118,6 +117,15 @@ def test_truncated_last_line_is_skipped(tmp_path: Path) -> None:
     s = summarize(path, 5)
     assert s["bad_lines"] == 1 and s["records"] == 20 and s["end"] == T0 + 19
     assert "1 unreadable lines skipped" in s["text"]
+
+
+def test_record_appended_behind_a_partial_line_is_recovered(tmp_path: Path) -> None:
+    """After a crash mid-write, the next run's first record (glued to the partial line) still counts."""
+    path = tmp_path / "telemetry.jsonl"
+    partial = json.dumps(snap(10))[:80]
+    write(path, [snap(i) for i in range(10)], tail=partial + "".join(json.dumps(snap(i)) + "\n" for i in range(11, 15)))
+    s = summarize(path, 5)
+    assert s["bad_lines"] == 1 and s["records"] == 14 and s["end"] == T0 + 14
 
 
 def test_missing_and_empty_history(tmp_path: Path) -> None:

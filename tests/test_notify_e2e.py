@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from _fixtures import EMOD, EMOD_STATS, REPO, TINY, base_env, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 

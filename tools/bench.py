@@ -5,35 +5,33 @@
     python tools/bench.py --models full quant --n 200 --threads 2 --json runs/bench.json --plot runs/bench.png
     EMOD_MODELS_DIR=/tmp/devmodels python tools/bench.py --models devfull devquant --n 50
 
-For every registry model (name, or model directory) and for a "seed" baseline it
-measures, on the same PrivateTest faces (a seeded sample of ``--n``):
+For every registry model (name or model directory) and a "seed" baseline, on the same
+seeded sample of ``--n`` PrivateTest faces:
 
-* batch-1 latency, median and p90 after ``--warmup`` untimed calls, of
-  ``latency_ms``: one 48x48 face in, probabilities out (the daemon's per-face cost:
-  ``Classifier.classify([face])``, preprocessing included), and
-  ``model_latency_ms``: the runtime's forward alone on the already prepared tensor;
-* size: the bytes of the model's files (those its manifest lists);
-* MACs per image: for ONNX files counted from the graph (Conv/Gemm/MatMul and their
-  integer/QLinear forms, weights followed back through ``DequantizeLinear`` in QDQ
-  int8 graphs, output shapes from ``onnx.shape_inference`` at batch 1); for PyTorch
-  models with forward hooks on Conv/Linear layers. Bias adds, BatchNorm and
-  activations are not counted.
+* ``latency_ms`` (median, p90; batch 1, after warm-up): one 48x48 face in, probabilities
+  out, preprocessing included (the daemon's ``Classifier.classify([face])``);
+  ``model_latency_ms``: the runtime's forward alone on the prepared tensor;
+* ``size_bytes``: the model's files (those its manifest lists);
+* ``macs`` per image: ONNX files counted from the graph (Conv/Gemm/MatMul and their
+  integer/QLinear forms; QDQ int8 weights followed back through ``DequantizeLinear``;
+  shapes from ``onnx.shape_inference`` at batch 1), PyTorch models by forward hooks on
+  Conv/Linear. Bias adds, BatchNorm and activations are not counted.
 
-The seed baseline is what the prototype did per face: a PIL RGB image through the
-Hugging Face ``MobileNetV2ImageProcessor`` (resize to 224, centre crop 224, rescale,
-normalise; in transformers 5 without torchvision that class resolves to
-``MobileNetV2ImageProcessorPil``, which is the one constructed then; the JSON names the
-class used) and an eager fp32 ``MobileNetV2ForImageClassification`` forward at
-224x224x3 with 7 labels, built from a config (random weights: latency, size and MACs
-do not depend on their values).
+The seed baseline is the prototype's per-face path: a PIL RGB image through the Hugging
+Face ``MobileNetV2ImageProcessor`` (resize 224, centre crop 224, rescale, normalise;
+without torchvision transformers 5 resolves it to ``MobileNetV2ImageProcessorPil``, which
+is then constructed directly; the JSON names the class) and an eager fp32
+``MobileNetV2ForImageClassification`` at 224x224x3 with 7 labels, built from a config
+(random weights: latency, size and MACs do not depend on them).
 
 Threads: torch (``torch.set_num_threads``) and ONNX Runtime (``intra_op_num_threads``)
-are both set to ``--threads``. On a 2-core machine torch and ORT in one process slow
-each other: after a forward pass torch's OpenMP workers keep spinning for a while and
-ORT's pool would too (emod's ORT sessions disable spinning with
-``session.intra_op.allow_spinning=0``). Each model is therefore timed in its own block
-after its own warm-up, never interleaved call by call, and the machine's load average
-is recorded: numbers taken while something else (e.g. training) runs are noisy.
+both get ``--threads``. On a 2-core machine torch and ORT in one process slow each other:
+after a forward torch's OpenMP workers keep spinning for a while, and ORT's would too
+(emod's ORT sessions disable it: ``session.intra_op.allow_spinning=0``). So models are
+never interleaved call by call: the faces are split into ``--rounds`` chunks and, round
+by round, each model times a whole chunk after a few untimed calls (``--warmup`` first,
+at most 3 later), spreading slow drifts of machine load over all models. The load
+average is recorded: numbers taken while something else (training) runs are noisy.
 """
 
 from __future__ import annotations
@@ -57,9 +55,6 @@ import numpy as np
 from emod.labels import LABELS
 
 SEED = "seed"
-
-
-# ---------------------------------------------------------------- MAC counting
 
 
 def torch_macs(model, example) -> int:
@@ -89,11 +84,10 @@ def torch_macs(model, example) -> int:
     return int(total)
 
 
-# op -> index of its weight input (second operand); MACs = output elements x reduction length
+# MACs = output elements x reduction length; op -> input index of the weight (conv) or of operand B (matmul)
 _CONV_W = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
-_MATMUL_A = {"MatMul": 0, "MatMulInteger": 0, "QLinearMatMul": 0, "Gemm": 0}
 _MATMUL_B = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1}
-_PASS_THROUGH = {"DequantizeLinear", "QuantizeLinear", "Identity", "Cast", "Transpose"}
+_SAME_SHAPE = {"DequantizeLinear", "QuantizeLinear", "Identity", "Cast"}
 
 
 def onnx_macs(model_or_path) -> int:
@@ -101,7 +95,11 @@ def onnx_macs(model_or_path) -> int:
     import onnx
     from onnx import shape_inference
 
-    m = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) else onnx.ModelProto.FromString(model_or_path.SerializeToString())
+    if isinstance(model_or_path, onnx.ModelProto):
+        m = onnx.ModelProto()
+        m.CopyFrom(model_or_path)  # the caller's graph stays untouched
+    else:
+        m = onnx.load(str(model_or_path))
     g = m.graph
     inits = {t.name: list(t.dims) for t in g.initializer}
     for vi in list(g.input) + list(g.output):
@@ -121,42 +119,32 @@ def onnx_macs(model_or_path) -> int:
         shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims] if vi.type.tensor_type.HasField("shape") else None
     producer = {o: n for n in g.node for o in n.output}
 
-    def shape(name: str, follow: bool = True):
+    def shape(name: str):
+        """Fully known shape of a tensor, following QDQ/identity chains back to an initializer; else None."""
         s = shapes.get(name)
         if s is not None and all(d is not None for d in s):
             return s
         n = producer.get(name)
-        if follow and n is not None and n.op_type in _PASS_THROUGH and n.op_type != "Transpose":
-            return shape(n.input[0])
-        return None
-
-    def numel(name: str) -> int:
-        s = shape(name)
-        if s is None:
-            raise ValueError(f"ONNX graph: cannot infer the shape of {name!r}")
-        return int(np.prod(s))
+        return shape(n.input[0]) if n is not None and n.op_type in _SAME_SHAPE else None
 
     total = 0
     for n in g.node:
-        if n.op_type in _CONV_W:
+        if n.op_type not in _CONV_W and n.op_type not in _MATMUL_B:
+            continue
+        out = shape(n.output[0])
+        if n.op_type in _CONV_W:  # weight (Cout, Cin/groups, k...): each output sums Cin/groups x kernel products
             w = shape(n.input[_CONV_W[n.op_type]])
-            if w is None:
-                raise ValueError(f"ONNX graph: weight shape of {n.op_type} {n.name!r} unknown")
-            total += numel(n.output[0]) * int(np.prod(w[1:]))
-        elif n.op_type in _MATMUL_A:
-            a, b = shape(n.input[_MATMUL_A[n.op_type]]), shape(n.input[_MATMUL_B[n.op_type]])
-            if n.op_type == "Gemm":
-                attrs = {x.name: x.i for x in n.attribute}
-                k = (a[0] if attrs.get("transA") else a[1]) if a else (b[1] if attrs.get("transB") else b[0]) if b else None
-            else:
-                k = a[-1] if a else (b[-2] if b and len(b) >= 2 else None)
-            if k is None:
-                raise ValueError(f"ONNX graph: operand shapes of {n.op_type} {n.name!r} unknown")
-            total += numel(n.output[0]) * int(k)
+            k = int(np.prod(w[1:])) if w else None
+        elif n.op_type == "Gemm":
+            a, b, t = shape(n.input[0]), shape(n.input[1]), {x.name: x.i for x in n.attribute}
+            k = (a[0] if t.get("transA") else a[1]) if a else ((b[1] if t.get("transB") else b[0]) if b else None)
+        else:
+            a, b = shape(n.input[0]), shape(n.input[_MATMUL_B[n.op_type]])
+            k = a[-1] if a else (b[-2] if b and len(b) >= 2 else None)
+        if out is None or k is None:
+            raise ValueError(f"ONNX graph: cannot infer the shapes of {n.op_type} node {n.name!r}")
+        total += int(np.prod(out)) * int(k)
     return int(total)
-
-
-# ---------------------------------------------------------------- subjects
 
 
 def image_processor():
@@ -217,9 +205,6 @@ def registry_subject(name_or_dir: str, threads: int) -> dict:
             "size_bytes": size, "macs": macs, "path": str(info.path),
             "end_to_end": lambda face: clf.classify([face]), "prepare": lambda face: clf.prep([face]),
             "forward": clf.runtime.logits}
-
-
-# ---------------------------------------------------------------- timing
 
 
 def time_calls(fn, inputs: list, warmup: int) -> np.ndarray:
@@ -297,27 +282,26 @@ def plot(results: dict, samples: dict, path: Path, title: str) -> None:
     fig.savefig(path)
 
 
-# ---------------------------------------------------------------- main
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["full", "quant"], help="registry model names or model directories (default: full quant)")
     p.add_argument("--n", type=int, default=200, help="timed faces per model (default: 200)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
+    p.add_argument("--rounds", type=int, default=4, help="split the faces into this many rounds over all models (default: 4)")
     p.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads (default: 2)")
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
     p.add_argument("--cache", type=Path, default=REPO / ".cache", help="decoded-FER2013 cache directory (default: .cache)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--plot", type=Path, default=None, help="latency box plot PNG")
     args = p.parse_args(argv)
-    if args.n < 1 or args.warmup < 0 or args.threads < 1:
-        p.error("--n and --threads must be >= 1, --warmup >= 0")
+    if args.n < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
+        p.error("--n, --rounds and --threads must be >= 1, --warmup >= 0")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bar is noise here
     import torch
 
     from emod.datasets import fer2013
@@ -345,19 +329,24 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         subjects.append(seed_subject(Path(tmp)))
-    results, samples = {}, {}
+    keys = []
     for s in subjects:
-        key = s["name"] if s["name"] not in results else f"{s['name']}#{len(results)}"
-        e2e = time_calls(s["end_to_end"], faces, args.warmup)
-        prepared = [s["prepare"](f) for f in faces]
-        fwd = time_calls(s["forward"], prepared, args.warmup)
-        samples[key] = e2e
-        results[key] = {k: s[k] for k in ("format", "input_size", "channels", "size_bytes", "macs", "path", "processor") if k in s}
-        results[key].update(latency_ms=summary(e2e), model_latency_ms=summary(fwd))
-    order = list(results)
-    rat = ratios(results, order)
+        keys.append(s["name"] if s["name"] not in keys else f"{s['name']}#{len(keys)}")
+    prepared = {k: [s["prepare"](f) for f in faces] for k, s in zip(keys, subjects)}
+    e2e, fwd = {k: [] for k in keys}, {k: [] for k in keys}
+    for r, idx in enumerate(np.array_split(np.arange(len(faces)), min(args.rounds, len(faces)))):
+        warm = args.warmup if r == 0 else min(args.warmup, 3)  # later rounds: just enough to absorb the previous subject's threads
+        for k, s in zip(keys, subjects):
+            e2e[k].extend(time_calls(s["end_to_end"], [faces[i] for i in idx], warm))
+            fwd[k].extend(time_calls(s["forward"], [prepared[k][i] for i in idx], warm))
+    results, samples = {}, {}
+    for k, s in zip(keys, subjects):
+        samples[k] = np.array(e2e[k])
+        results[k] = {f: s[f] for f in ("format", "input_size", "channels", "size_bytes", "macs", "path", "processor") if f in s}
+        results[k].update(latency_ms=summary(samples[k]), model_latency_ms=summary(np.array(fwd[k])))
+    rat = ratios(results, list(results))
 
-    print(f"{len(faces)} PrivateTest faces, batch 1, {args.threads} thread(s), warm-up {args.warmup}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{len(faces)} PrivateTest faces, batch 1, {args.threads} thread(s), warm-up {args.warmup}, {args.rounds} rounds; load average {os.getloadavg()[0]:.2f}")
     print(f"{'model':<12}{'format':<16}{'input':>6}{'size MB':>9}{'MMACs':>9}{'median ms':>11}{'p90 ms':>9}{'fwd ms':>9}")
     for k, r in results.items():
         print(f"{k:<12}{r['format'][:15]:<16}{r['input_size']:>6}{r['size_bytes'] / 1e6:>9.2f}{r['macs'] / 1e6:>9.1f}"
@@ -367,7 +356,7 @@ def main(argv=None) -> int:
         macs = f"{r['macs']:.3f}" if r["macs"] is not None else "-"
         print(f"{k:<22} latency x{r['latency_median']:.3f}  fwd x{r['model_latency_median']:.3f}  size x{r['size']:.3f}  MACs x{macs}")
 
-    report = {"faces": len(faces), "split": "private", "warmup": args.warmup, "threads": args.threads, "models": results,
+    report = {"faces": len(faces), "split": "private", "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads, "models": results,
               "ratios": rat, "machine": machine(args.threads)}
     if args.plot is not None:
         plot(results, samples, args.plot, f"batch-1 latency, {len(faces)} PrivateTest faces, {args.threads} thread(s)")

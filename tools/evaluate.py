@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from emod.models.classifier import load
 
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bar is noise here
     try:
         clf = load(args.model, threads=args.threads)
     except registry.ModelError as e:

@@ -49,6 +49,9 @@ def cmd_run(args) -> int:
     except ModelError as e:
         print(f"emod: {e}", file=sys.stderr)
         return config.EXIT_CONFIG
+    except OSError as e:  # e.g. the Prometheus port is taken
+        print(f"emod: {e}", file=sys.stderr)
+        return config.EXIT_CONFIG
 
 
 def cmd_stage(args) -> int:

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as e:
             print(f"emod-stats: no telemetry history: {e}", file=sys.stderr)
             return 1
+        except ValueError as e:
+            print(f"emod-stats: {e}", file=sys.stderr)
+            return 2
         print(json.dumps(summary, indent=2) if args.json else summary["text"])
         return 0
     client = Client(args.runtime_dir)

@@ -44,7 +44,10 @@ def open_receiver(args):
     rundir = bus.runtime_dir(args.runtime_dir)
     path = bus.socket_path(rundir, protocol.PREVIEW)
     if not path.exists():
-        raise FileNotFoundError(f"is emod running? no preview socket at {path} (use --runtime-dir or EMOD_RUNTIME_DIR)")
+        msg = f"is emod running? no preview socket at {path} (use --runtime-dir or EMOD_RUNTIME_DIR)"
+        if args.snapshot:
+            raise FileNotFoundError(msg)
+        print(f"emod-view: {msg}; waiting for it", file=sys.stderr)  # a long-running viewer attaches when emod starts
     return Receiver(bus.connect(ctx, zmq.SUB, rundir, protocol.PREVIEW, hwm=2, topic=b"preview"))
 
 

@@ -4,7 +4,8 @@ The launcher appends one snapshot (:meth:`emod.launcher.telemetry.Telemetry.snap
 interval and rotates the file to ``telemetry.jsonl.1`` by size. :func:`summarize` reads the
 last MINUTES of it, reaching into the rotated file when the window starts before the current
 file does. A line that is not valid JSON (the last one, when the daemon died mid-write) is
-skipped and counted, never fatal.
+skipped and counted, never fatal; a record the next run appended right behind such a partial
+line (no newline in between) is recovered.
 
 The window ends at the newest record (so a stopped daemon's last run can still be
 summarised; ``age_s`` says how old that record is) unless ``until`` is given.
@@ -48,7 +49,14 @@ def _parse(path: Path) -> tuple[list[dict], int]:
             rec = json.loads(raw)
         except ValueError:  # a truncated line (crash mid-write) or garbage
             bad += 1
-            continue
+            # after a crash mid-write the next run appends right behind the partial line: keep its record
+            start = raw.rfind(b'{"version"', 1)
+            try:
+                rec = json.loads(raw[start:]) if start > 0 else None
+            except ValueError:
+                rec = None
+            if rec is None:
+                continue
         if isinstance(rec, dict) and isinstance(rec.get("time"), (int, float)):
             records.append(rec)
         else:
@@ -130,7 +138,7 @@ def summarize(path: str | Path, minutes: float, until: float | None = None) -> d
         "age_s": round(time.time() - window[-1]["time"], 1) if window else None,
     }
     if not window:
-        summary.update({"models": [], "stages": {}, "processed_fps": _stats([]), "latency_ms": {"p50": None, "p95": None},
+        summary.update({"models": [], "stages": {}, "processed_fps": {"mean": None, "min": None}, "latency_ms": {"p50": None, "p95": None},
                         "inference_ms": {"models": [], "p50": None, "p95": None},
                         "frames": {k: None for k in FRAME_KINDS}, "rejected_messages": None,
                         "power": {"watts": _stats([]), "backend": None, "samples": 0},

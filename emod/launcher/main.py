@@ -80,6 +80,11 @@ class Launcher:
         return {name: stage_argv(name, js) for name in protocol.STAGES}
 
     def setup(self) -> None:
+        self.metrics_server = None
+        if self.cfg.telemetry.prometheus:  # first: a bad address fails before anything is bound
+            from emod.launcher.prometheus import MetricsServer
+
+            self.metrics_server = MetricsServer(self.cfg.telemetry.prometheus, self.snapshot)
         self._lock()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.active_model = self.cfg.infer.model = self._initial_model()
@@ -98,11 +103,6 @@ class Launcher:
         self.history = None
         if self.cfg.telemetry.history:
             self.history = History(self.state_dir / "telemetry.jsonl", int(self.cfg.telemetry.history_max_mb * 2**20))
-        self.metrics_server = None
-        if self.cfg.telemetry.prometheus:
-            from emod.launcher.prometheus import MetricsServer
-
-            self.metrics_server = MetricsServer(self.cfg.telemetry.prometheus, self.snapshot)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -247,6 +247,8 @@ class Launcher:
 
     def _report(self) -> None:
         snap = self.snapshot()
+        if self.metrics_server is not None:
+            self.metrics_server.update(snap)  # scrapes serve this snapshot; no second thread touches Telemetry
         if self.history is not None:
             self.history.append(snap)
         w = (snap["power"] or {}).get("watts")

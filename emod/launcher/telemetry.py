@@ -124,6 +124,11 @@ class History:
         self.path, self.max_bytes = Path(path), max_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.path, "a", buffering=1)
+        if self.f.tell() > 0:
+            with open(self.path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    self.f.write("\n")  # end the line a crash cut short, so the next record stands alone
 
     def append(self, snapshot: dict) -> None:
         line = json.dumps(snapshot, separators=(",", ":")) + "\n"

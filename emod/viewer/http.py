@@ -117,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
     server: ViewerServer
     protocol_version = "HTTP/1.1"
     server_version = "emod-view"
+    timeout = 30  # idle keep-alive or half-sent requests do not hold a thread forever
 
     def log_message(self, format, *args):  # quiet: one line per request would flood the journal
         if self.server.log is not None:

@@ -192,7 +192,19 @@ def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = Non
     _apply(cfg, from_env, "environment", from_text=True)
     if overrides:
         _apply(cfg, overrides, "command line")
+    check(cfg, str(path) if path is not None else "config")
     return cfg
+
+
+def check(cfg: Config, origin: str) -> None:
+    """Checks across keys, after all sources are merged (a ConfigError names the origin)."""
+    if cfg.remote.enabled:
+        from emod import remote
+
+        try:
+            remote.check(cfg.remote)
+        except ConfigError as e:
+            raise ConfigError(f"{origin}: {e}") from None
 
 
 def from_json(text: str) -> Config:

@@ -96,8 +96,9 @@ def test_parse_listen() -> None:
 
 
 def test_http_endpoints_and_bad_clients(served) -> None:
-    """/stats.json updates, /snapshot.jpg and /stream.mjpg deliver JPEGs, and stalled or garbage clients hurt nobody."""
+    """/stats.json updates, JPEGs flow, stalled or garbage clients hurt nobody, and an unwatched viewer costs no encoding."""
     d, base = served
+    assert not d.stats()["stages"]["display"]["fps"], "an idle emod-view made the display stage encode"
     a = json.loads(get(base + "/stats.json")[2])
     time.sleep(2.5)
     b = json.loads(get(base + "/stats.json")[2])
@@ -131,6 +132,8 @@ def test_http_endpoints_and_bad_clients(served) -> None:
     finally:
         stalled.close()
         garbage.close()
+    # once the last stream is gone the viewer unsubscribes and the display stage stops encoding
+    wait_for(lambda: not d.stats()["stages"]["display"]["fps"], 30, 0.5, "the display stage to stop publishing")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

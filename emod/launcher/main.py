@@ -273,7 +273,10 @@ class Launcher:
         section_of = {"capture": "capture", "infer": "infer", "display": "display", "power": "power"}
         restarted = []
         for stage, section in section_of.items():
-            if getattr(old, section) != getattr(new, section) or old.telemetry != new.telemetry:
+            changed = getattr(old, section) != getattr(new, section) or old.telemetry != new.telemetry
+            if stage == "display" and old.remote != new.remote:
+                changed = True
+            if changed:
                 st = self.supervisor.stages[stage]
                 st.argv = stage_argv(stage, new.to_json())
                 if st.alive:

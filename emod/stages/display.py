@@ -12,13 +12,11 @@ import os
 import time
 from collections import OrderedDict
 
-import cv2
 import numpy as np
 import zmq
 
 from emod import bus, protocol, remote
 from emod.stages.base import RateMeter, Stage
-from emod.vision import overlay
 from emod.vision.smooth import make_smoother
 from emod.vision.track import FaceTracker
 
@@ -144,6 +142,10 @@ class DisplayStage(Stage):
         remote_on = self.remote is not None and self.remote.active()  # [remote]
         if not self.subscribed and self.window is None and not remote_on:
             return
+        import cv2  # imported on first use: without viewers this stage never pays OpenCV's memory
+
+        from emod.vision import overlay
+
         h, img, _ = self.ring[seq]
         canvas = img.copy() if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         overlay.draw(canvas, self.tracks, self.info)

@@ -234,3 +234,7 @@ def default_toml() -> str:
             out.append(f"{f.name} = {json.dumps(f.default)}")
         out.append("")
     return "\n".join(out)
+
+
+if __name__ == "__main__":  # python -m emod.config: the README's option table
+    print(reference())

@@ -25,6 +25,7 @@ class Classifier:
         self.info = info
         self.name = info.name
         self.prep = Preprocess.from_manifest(info.manifest)
+        self.tta_flip = info.manifest.get("tta") == "hflip"
         files = list(info.manifest["files"])
         try:
             if info.format == "onnx":
@@ -54,7 +55,11 @@ class Classifier:
         x = self.prep(crops)
         if len(x) == 0:
             return np.zeros((0, 7), np.float32)
-        return softmax(self.runtime.logits(x).astype(np.float32))
+        if not self.tta_flip:
+            return softmax(self.runtime.logits(x).astype(np.float32))
+        # test-time augmentation: the mirror image in the same batch, probabilities averaged
+        p = softmax(self.runtime.logits(np.concatenate([x, x[..., ::-1]])).astype(np.float32))
+        return 0.5 * (p[: len(x)] + p[len(x) :])
 
 
 def load(name_or_dir: str, threads: int = 1, state_dir: str | None = None) -> Classifier:

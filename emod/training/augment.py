@@ -18,8 +18,8 @@ def augment(
     rotate_deg: float = 12.0,
     scale: tuple[float, float] = (0.88, 1.12),
     shift: float = 0.08,
-    jitter: float = 0.3,
-    erase_p: float = 0.4,
+    jitter: float = 0.2,
+    erase_p: float = 0.25,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     n = x.shape[0]

@@ -53,6 +53,8 @@ class Infer:
     yunet_model: str = opt("", "Path of face_detection_yunet_2023mar.onnx for the yunet detector.")
     detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
+    haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
+    haar_neighbors: int = opt(3, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
     margin: float = opt(0.1, "Crop margin around a detected face box, as a fraction of its size.")
     threads: int = opt(1, "Threads of the classifier runtime.")

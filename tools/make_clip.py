@@ -196,11 +196,11 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
     from emod.config import Infer
     from emod.models import classifier as clf_mod
     from emod.pipeline import FacePipeline
-    from emod.vision.detect import make_detector
+    from emod.vision.detect import from_config
 
     side = json.loads(Path(truth).read_text())
     c = Infer()
-    detector = make_detector(c.detector, c.yunet_model, c.detect_width, c.min_face, c.max_faces)
+    detector = from_config(c)
     clf = clf_mod.load(model, c.threads, state_dir)
     pipe = FacePipeline(detector, clf, c.margin)
     root = Path(data) if data else Path(side["data"])

@@ -21,10 +21,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 def build_pipeline(cfg: config.Config, model: str):
     from emod.models.classifier import load
     from emod.pipeline import FacePipeline
-    from emod.vision.detect import make_detector
+    from emod.vision import detect
 
     c = cfg.infer
-    detector = make_detector(c.detector, c.yunet_model, c.detect_width, c.min_face, c.max_faces)
+    detector = detect.from_config(c)
     return FacePipeline(detector, load(model, c.threads, cfg.daemon.state_dir or None), c.margin)
 
 

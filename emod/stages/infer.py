@@ -19,7 +19,7 @@ from emod.models import registry
 from emod.models.classifier import Classifier
 from emod.pipeline import FacePipeline
 from emod.stages.base import RateMeter, Stage
-from emod.vision.detect import make_detector
+from emod.vision import detect
 
 
 class InferStage(Stage):
@@ -27,7 +27,7 @@ class InferStage(Stage):
 
     def setup(self) -> None:
         c = self.cfg.infer
-        self.detector = make_detector(c.detector, c.yunet_model, c.detect_width, c.min_face, c.max_faces)
+        self.detector = detect.from_config(c)
         self.classifier = Classifier(registry.find(c.model, self.cfg.daemon.state_dir), c.threads)
         self.pipeline = FacePipeline(self.detector, self.classifier, c.margin)
         self.frames = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.FRAMES, hwm=2)

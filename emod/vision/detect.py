@@ -44,20 +44,20 @@ class Detector:
 class HaarDetector(Detector):
     name = "haar"
 
-    def __init__(self, *args, min_neighbors: int = 6, **kwargs):
+    def __init__(self, *args, scale_factor: float = 1.1, min_neighbors: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise RuntimeError(f"cannot load Haar cascade {path}")
-        self.min_neighbors = min_neighbors
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
     def _detect(self, small):
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        gray = cv2.equalizeHist(gray)
+        # no histogram equalisation: measured on the FER clip it cut recall from 0.71 to 0.44
         m = max(20, int(self.min_face * gray.shape[0]))
         boxes, _, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
         )
         return [(tuple(map(float, b)), float(w)) for b, w in zip(boxes, np.ravel(weights))]
 
@@ -86,9 +86,14 @@ class YuNetDetector(Detector):
 
 
 def make_detector(kind: str = "haar", yunet_model: str = "", detect_width: int = 320, min_face: float = 0.08,
-                  max_faces: int = 8) -> Detector:
+                  max_faces: int = 8, haar_scale: float = 1.1, haar_neighbors: int = 3) -> Detector:
     if kind == "yunet":
         return YuNetDetector(yunet_model, detect_width, min_face, max_faces)
     if kind == "haar":
-        return HaarDetector(detect_width, min_face, max_faces)
+        return HaarDetector(detect_width, min_face, max_faces, scale_factor=haar_scale, min_neighbors=haar_neighbors)
     raise ValueError(f"unknown detector {kind!r} (haar or yunet)")
+
+
+def from_config(c) -> Detector:
+    """The detector an ``[infer]`` config section describes."""
+    return make_detector(c.detector, c.yunet_model, c.detect_width, c.min_face, c.max_faces, c.haar_scale, c.haar_neighbors)

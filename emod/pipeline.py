@@ -34,6 +34,8 @@ class FacePipeline:
     def process(self, frame: np.ndarray) -> tuple[list[FaceResult], float, float]:
         """Returns (faces, detect_ms, classify_ms); all faces are classified in one batch."""
         t0 = time.perf_counter()
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[..., 0]
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         dets = self.detector.detect(gray)
         t1 = time.perf_counter()

@@ -11,6 +11,7 @@ This module imports nothing heavy (no numpy): the launcher and the CLIs use it t
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from emod.labels import LABELS
@@ -39,7 +40,7 @@ E_MODEL_FAILED = "model_failed"
 E_BUSY = "busy"
 E_TIMEOUT = "timeout"
 E_INTERNAL = "internal"
-EXIT_CODES = {E_UNKNOWN_COMMAND: 2, E_BAD_REQUEST: 2, E_UNKNOWN_MODEL: 2, E_MODEL_FAILED: 2, E_BUSY: 3, E_TIMEOUT: 4, E_INTERNAL: 1}
+EXIT_CODES = {E_UNKNOWN_COMMAND: 2, E_BAD_REQUEST: 2, E_UNKNOWN_MODEL: 2, E_MODEL_FAILED: 2, E_BUSY: 2, E_TIMEOUT: 4, E_INTERNAL: 1}
 
 
 class ProtocolError(ValueError):
@@ -89,8 +90,8 @@ def decode(parts: list, expect: bytes | None = None) -> tuple[bytes, dict[str, A
         raise ProtocolError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError(f"header is not JSON: {e}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ProtocolError(f"header is not JSON: {str(e)[:80]}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not a JSON object")
     if header.get("v") != VERSION:
@@ -148,6 +149,12 @@ def _check_faces(faces: list) -> None:
                 raise ProtocolError(f"face field {field!r} missing or mistyped")
         if len(f["box"]) != 4 or len(f["probs"]) != len(LABELS) or f["label"] not in LABELS:
             raise ProtocolError("face box/probs/label malformed")
+        if not all(_finite(v) for v in (*f["box"], *f["probs"])):
+            raise ProtocolError("face box/probs must be finite numbers")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def request(id: str, cmd: str, args: dict | None = None) -> dict:

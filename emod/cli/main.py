@@ -49,9 +49,9 @@ def cmd_run(args) -> int:
     except ModelError as e:
         print(f"emod: {e}", file=sys.stderr)
         return config.EXIT_CONFIG
-    except OSError as e:  # e.g. the Prometheus port is taken
+    except OSError as e:  # e.g. the Prometheus port is taken, or the runtime directory is not writable
         print(f"emod: {e}", file=sys.stderr)
-        return config.EXIT_CONFIG
+        return 1
 
 
 def cmd_stage(args) -> int:

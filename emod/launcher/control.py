@@ -49,7 +49,7 @@ def _models(launcher, args, rid, identity):
     for name, info in sorted(registry.available(launcher.state_dir).items()):
         m = info.manifest
         out.append({"name": name, "format": m["format"], "input_size": m["input_size"], "active": name == launcher.active_model,
-                    "description": m.get("description", ""), "accuracy": (m.get("metrics") or {}).get("accuracy"),
+                    "description": m.get("description", ""), "accuracy": ((m.get("metrics") or {}).get("private") or {}).get("accuracy"),
                     "path": str(info.path)})
     return out
 

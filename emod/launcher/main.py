@@ -43,18 +43,22 @@ class Launcher:
         self.ready_sent = False
         self.notifier = Notifier()
         self.ids = itertools.count(1)
-        self.pending: dict[str, tuple[bytes, str, str, float]] = {}  # infer request id -> (client identity, client id, model, deadline)
+        self.pending: dict[str, tuple[bytes, str, str, float]] = {}
+        self.expired: dict[str, tuple[bytes, str, str, float]] = {}  # infer request id -> (client identity, client id, model, deadline)
         self.telemetry = Telemetry()
         self.active_model = cfg.infer.model
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _lock(self) -> None:
         self.rundir.mkdir(parents=True, exist_ok=True)
-        self.lock_file = open(self.rundir / "emod.lock", "w")
+        fd = os.open(self.rundir / "emod.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self.lock_file = os.fdopen(fd, "r+")
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.lock_file.close()
             raise AlreadyRunning(f"another emod is running with runtime directory {self.rundir}") from None
+        self.lock_file.truncate(0)  # only the holder writes its pid
         self.lock_file.write(f"{os.getpid()}\n")
         self.lock_file.flush()
 
@@ -93,7 +97,10 @@ class Launcher:
         self.ctl_sock = bus.bind(ctx, zmq.ROUTER, self.rundir, protocol.CONTROL, hwm=1000)
         self.res_sock = bus.connect(ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=100, topic=b"result")
         self.pow_sock = bus.connect(ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=10, topic=b"power")
-        self.infer_ctl = bus.connect(ctx, zmq.DEALER, self.rundir, protocol.INFER_CONTROL, hwm=100)
+        self.infer_ctl = ctx.socket(zmq.DEALER)
+        self.infer_ctl.setsockopt(zmq.LINGER, 0)
+        self.infer_ctl.setsockopt(zmq.IMMEDIATE, 1)  # never queue requests for an infer stage that is not there
+        self.infer_ctl.connect(bus.endpoint(self.rundir, protocol.INFER_CONTROL))
         self.poller = zmq.Poller()
         for s in (self.tel_sock, self.ctl_sock, self.res_sock, self.pow_sock, self.infer_ctl):
             self.poller.register(s, zmq.POLLIN)
@@ -130,13 +137,19 @@ class Launcher:
                     self._dispatch(sock)
                 if self._hup:
                     self._hup = False
-                    self.reload()
+                    try:
+                        self.reload()
+                    except control.CommandError:
+                        pass  # logged; the running configuration stays
                 self.supervisor.check()
                 now = time.monotonic()
                 self._expire_pending(now)
                 if now >= next_report:
                     next_report = now + self.cfg.telemetry.interval
-                    self._report()
+                    try:
+                        self._report()
+                    except Exception as e:  # telemetry must never take the daemon down
+                        self.log.error("telemetry report failed", error=f"{type(e).__name__}: {e}")
                 wd = self.notifier.watchdog_interval
                 if wd and self.cfg.supervisor.watchdog and now >= next_watchdog and self.supervisor.healthy():
                     self.notifier.watchdog()
@@ -169,7 +182,8 @@ class Launcher:
                     self.telemetry.reject(name)
                     continue
                 if topic == b"telemetry" and name == "telemetry":
-                    if h["stage"] in self.supervisor.stages:
+                    st = self.supervisor.stages.get(h["stage"])
+                    if st is not None and st.pid == h["pid"]:
                         self.telemetry.on_stage(h)
                         self.supervisor.heartbeat(h["stage"], h["pid"])
                 elif topic == b"result" and name == "results":
@@ -186,7 +200,8 @@ class Launcher:
     def _on_control(self, parts: list) -> None:
         identity, rest = parts[0], parts[1:]
         if rest and rest[0] == b"":
-            rest = rest[1:]  # REQ-style envelope
+            rest = rest[1:]  # a REQ client's envelope: replies carry it back
+            identity = [identity, b""]
         try:
             _, req, _ = protocol.decode(rest, expect=b"request")
         except protocol.ProtocolError as e:
@@ -198,8 +213,11 @@ class Launcher:
             self._reply(identity, reply)
 
     def _reply(self, identity: bytes, body: dict) -> None:
+        if not identity:
+            return  # the caller already got its timeout
         try:
-            self.ctl_sock.send_multipart([identity, *protocol.encode(b"reply", body)], zmq.NOBLOCK)
+            head = identity if isinstance(identity, list) else [identity]
+            self.ctl_sock.send_multipart([*head, *protocol.encode(b"reply", body)], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the client went away
 
@@ -208,8 +226,11 @@ class Launcher:
         if self.pending:
             raise control.CommandError(protocol.E_BUSY, "a model change is already in progress")
         rid = f"l{next(self.ids)}"
+        try:
+            self.infer_ctl.send_multipart(protocol.encode(b"request", protocol.request(rid, "set-model", {"name": name})), zmq.NOBLOCK)
+        except zmq.Again:
+            raise control.CommandError(protocol.E_BUSY, "the infer stage is not running right now; try again") from None
         self.pending[rid] = (identity, client_id, name, time.monotonic() + SET_MODEL_TIMEOUT)
-        self.infer_ctl.send_multipart(protocol.encode(b"request", protocol.request(rid, "set-model", {"name": name})))
 
     def _on_infer_reply(self, parts: list) -> None:
         try:
@@ -217,7 +238,7 @@ class Launcher:
         except protocol.ProtocolError:
             self.telemetry.reject("infer-control")
             return
-        entry = self.pending.pop(rep["id"], None)
+        entry = self.pending.pop(rep["id"], None) or self.expired.pop(rep["id"], None)
         if entry is None:
             return
         identity, client_id, name, _ = entry
@@ -239,6 +260,7 @@ class Launcher:
         for rid, (identity, client_id, name, deadline) in list(self.pending.items()):
             if now > deadline:
                 del self.pending[rid]
+                self.expired[rid] = (b"", client_id, name, deadline)  # a late success still updates the state
                 self._reply(identity, protocol.reply_error(client_id, protocol.E_TIMEOUT, f"infer stage did not load {name!r} in {SET_MODEL_TIMEOUT:.0f} s"))
 
     # --- telemetry, reload, shutdown ---------------------------------------------------------------------------
@@ -286,6 +308,7 @@ class Launcher:
         sv = new.supervisor
         self.supervisor.heartbeat_timeout, self.supervisor.max_restarts, self.supervisor.restart_window = (
             sv.heartbeat_timeout, sv.max_restarts, sv.restart_window)
+        self.supervisor.healthy_age = max(2.5, 2.5 * new.telemetry.interval)
         self.log.info("config reloaded", restarted=restarted)
         self.notifier.ready()
         return {"restarted": restarted}

@@ -36,6 +36,7 @@ class StageProcess:
     next_start: float = 0.0
     backoff: float = 0.5
     last_exit: int | None = None
+    seen_heartbeat: bool = False  # until the first one, a stage may take startup_grace to set up (model loading)
 
     @property
     def pid(self) -> int | None:
@@ -53,6 +54,7 @@ class Supervisor:
         self.log = log
         self.heartbeat_timeout, self.max_restarts, self.restart_window = heartbeat_timeout, max_restarts, restart_window
         self.healthy_age = healthy_age
+        self.startup_grace = 60.0
 
     def start_all(self) -> None:
         for st in self.stages.values():
@@ -61,12 +63,14 @@ class Supervisor:
     def _start(self, st: StageProcess) -> None:
         st.proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, env=child_env())  # stages never talk to systemd's notify socket
         st.started = st.last_heartbeat = time.monotonic()
+        st.seen_heartbeat = False
         self.log.info("stage spawned", child=st.name, pid=st.proc.pid)
 
     def heartbeat(self, name: str, pid: int) -> None:
         st = self.stages.get(name)
         if st is not None and st.pid == pid:
             st.last_heartbeat = time.monotonic()
+            st.seen_heartbeat = True
 
     def check(self) -> None:
         """Restart what died or hangs; raise :class:`GiveUp` after too many restarts."""
@@ -77,7 +81,8 @@ class Supervisor:
                     self._start(st)
                 continue
             code = st.proc.poll()
-            if code is None and now - st.last_heartbeat > self.heartbeat_timeout:
+            limit = self.heartbeat_timeout if st.seen_heartbeat else max(self.heartbeat_timeout, self.startup_grace)
+            if code is None and now - st.last_heartbeat > limit:
                 self.log.warning("stage stuck, killing it", child=st.name, pid=st.pid, silent_s=round(now - st.last_heartbeat, 1))
                 self._kill(st.proc)
                 code = st.proc.poll()

@@ -31,7 +31,7 @@ def open_source(spec: str, width: int = 640, height: int = 480, fps: float = 30.
         if _camera_present():
             spec = "picamera2"
         else:
-            devices = sorted(glob.glob("/dev/video[0-9]*"))
+            devices = sorted(glob.glob("/dev/video[0-9]*"), key=lambda d: int(d[len("/dev/video"):]))
             spec = devices[0] if devices else "demo"
     if spec == "picamera2":
         return Picamera2Source(spec, width, height, fps)

@@ -24,6 +24,8 @@ class VideoSource(Source):
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self.cap.read()
+        if not ok and "://" in self.spec:
+            raise SourceError(f"stream {self.spec!r} stopped delivering frames")  # retried with backoff, not an end
         return frame if ok else None
 
     def _close(self) -> None:

@@ -118,11 +118,12 @@ class DisplayStage(Stage):
                 self.ring.popitem(last=False)
 
     def _results(self) -> None:
+        latest = None
         while True:
             try:
                 msg = self.results.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             try:
                 _, r, _ = protocol.decode(msg, expect=b"result")
             except protocol.ProtocolError as e:
@@ -132,9 +133,15 @@ class DisplayStage(Stage):
             self.last_result_t = now
             self.result_rate.tick()
             faces = [(tuple(f["box"]), np.asarray(f["probs"], np.float32)) for f in r["faces"]]
-            self.tracks = self.tracker.update(faces, r["t_capture"])
+            try:
+                self.tracks = self.tracker.update(faces, r["t_capture"])
+            except ValueError as e:  # e.g. a zero-sized box
+                self.reject("results", e)
+                continue
             self.info.update(fps=self.result_rate.rate(), infer_ms=r["detect_ms"] + r["classify_ms"], model=r["model"])
-            seq = r["seq"] if r["seq"] in self.ring else (next(reversed(self.ring)) if self.ring else None)
+            latest = r["seq"]
+        if latest is not None:  # publish once, for the newest result: a slow display never builds a backlog
+            seq = latest if latest in self.ring else (next(reversed(self.ring)) if self.ring else None)
             if seq is not None:
                 self._publish(seq)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -148,6 +149,8 @@ def _coerce(where: str, f: dataclasses.Field, value: Any, from_text: bool) -> An
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number")
     if typ in (int, float) and value < 0:
         raise ConfigError(f"{where}: must not be negative")
     return value
@@ -202,6 +205,23 @@ def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = Non
 
 def check(cfg: Config, origin: str) -> None:
     """Checks across keys, after all sources are merged (a ConfigError names the origin)."""
+    rules = [
+        (cfg.infer.detect_width >= 64, "infer.detect_width must be at least 64"),
+        (cfg.infer.haar_scale > 1.0, "infer.haar_scale must be greater than 1"),
+        (cfg.infer.threads >= 1, "infer.threads must be at least 1"),
+        (cfg.infer.max_faces >= 1, "infer.max_faces must be at least 1"),
+        (1 <= cfg.display.jpeg_quality <= 100, "display.jpeg_quality must be 1..100"),
+        (0 < cfg.display.ema_alpha <= 1, "display.ema_alpha must be in (0, 1]"),
+        (cfg.power.period >= 0.05, "power.period must be at least 0.05 s"),
+        (cfg.telemetry.interval >= 0.1, "telemetry.interval must be at least 0.1 s"),
+        (cfg.supervisor.heartbeat_timeout > 2 * cfg.telemetry.interval,
+         "supervisor.heartbeat_timeout must exceed twice telemetry.interval (stages report once per interval)"),
+        (cfg.infer.detector != "yunet" or Path(cfg.infer.yunet_model).is_file(),
+         f"infer.detector = yunet needs infer.yunet_model to name an existing file (got {cfg.infer.yunet_model!r})"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(f"{origin}: {message}")
     if cfg.remote.enabled:
         from emod import remote
 

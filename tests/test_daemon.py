@@ -162,3 +162,28 @@ def test_malformed_flood_is_counted_and_survived(daemon):
     wait_for(lambda: daemon.stats()["frames"]["processed"] > before, 5, what="results after the flood")
     for sock in socks.values():
         sock.close()
+
+
+def test_sighup_reloads_the_config_and_a_bad_file_changes_nothing(short_tmp, tiny_models, hamilton):
+    """SIGHUP re-reads the file, restarts only the stages whose section changed, and a bad file keeps all running."""
+    cfg = short_tmp / "emod.toml"
+    cfg.write_text("[display]\nsmoothing = \"ema\"\n")
+    d = Daemon(short_tmp, tiny_models, hamilton, args=("--config", str(cfg)))
+    try:
+        s = d.wait_processing()
+        pids = {n: st["pid"] for n, st in s["stages"].items()}
+        cfg.write_text("[display]\nsmoothing = \"vote\"\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: (d.stats() or {}).get("stages", {}).get("display", {}).get("pid") not in (None, pids["display"]),
+                 15, what="display restarted with the new config")
+        s = d.stats()
+        assert s["stages"]["capture"]["pid"] == pids["capture"] and s["stages"]["infer"]["pid"] == pids["infer"]
+        cfg.write_text("[display]\nsmoothing = \"wobbly\"\n")
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert d.proc.poll() is None, d.output()
+        s2 = d.stats()
+        assert all(st["alive"] for st in s2["stages"].values())
+        assert "reload refused" in d.output()
+    finally:
+        d.kill()

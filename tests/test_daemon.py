@@ -50,7 +50,7 @@ def test_results_flow_and_stats_shape(daemon):
     for name in ("capture", "infer", "display", "power"):
         st = s["stages"][name]
         assert st["alive"] and st["pid"] and st["restarts"] == 0 and st["rss_mb"] > 0
-    assert s["frames"]["captured"] >= s["frames"]["processed"] > 0
+    assert s["frames"]["captured"] > 0 and s["frames"]["processed"] > 0  # each stage reports its own count, once a second
     assert s["latency_ms"]["p95"] >= s["latency_ms"]["p50"] > 0
 
 

@@ -151,8 +151,10 @@ def test_live_daemon_metrics(short_tmp, tiny_models, hamilton) -> None:
         def scrape():
             status, _, body = get(url)
             f = families(body) if status == 200 else {}
-            return f if all(f.get("emod_stage_up", (None, {}))[1].get(("emod_stage_up", frozenset({("stage", s)}))) == 1
-                            for s in ("capture", "infer", "display", "power")) else None
+            up = all(f.get("emod_stage_up", (None, {}))[1].get(("emod_stage_up", frozenset({("stage", s)}))) == 1
+                     for s in ("capture", "infer", "display", "power"))
+            processed = f.get("emod_frames", (None, {}))[1].get(("emod_frames_total", frozenset({("kind", "processed")})), 0)
+            return f if up and processed > 0 else None  # the endpoint serves the launcher's latest report
 
         f = wait_for(scrape, 30, 0.5, "every stage up in /metrics")
         frames = f["emod_frames"][1]

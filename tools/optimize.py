@@ -46,7 +46,10 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--distill", type=float, default=0.5, help="weight of the distillation loss from the unpruned model (0: off)")
-    p.add_argument("--calibration", type=int, default=512, help="training images used to calibrate int8 ranges")
+    p.add_argument("--calibration", type=int, default=1024, help="training images used to calibrate int8 ranges")
+    p.add_argument("--calibrate-method", default="percentile", choices=["minmax", "percentile", "entropy"],
+                   help="how activation ranges are set from the calibration images")
+    p.add_argument("--keep-fp32", type=Path, default=None, help="also keep the pruned, fine-tuned fp32 ONNX here")
     p.add_argument("--limit", type=int, default=0, help="fine-tune on N images only (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", type=Path, default=None, help="JSON report (default OUT/../NAME-optimize.json in runs/)")
@@ -140,7 +143,9 @@ def main(argv=None) -> int:
         export_onnx(student, prep.input_size, prep.channels, fp32)
         rng = np.random.default_rng(args.seed)
         cal_idx = rng.permutation(len(xt))[: args.calibration]
-        quantize_int8(fp32, tmp / "model.onnx", prep.normalize(xt[cal_idx]))
+        if args.keep_fp32:
+            shutil.copy(fp32, args.keep_fp32)
+        quantize_int8(fp32, tmp / "model.onnx", prep.normalize(xt[cal_idx]), method=args.calibrate_method)
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)

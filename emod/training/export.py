@@ -30,9 +30,10 @@ def export_onnx(model: nn.Module, input_size: int, channels: int, path: Path, op
                           dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False)
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per_channel: bool = True) -> None:
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per_channel: bool = True,
+                  method: str = "percentile") -> None:
     """Static int8 quantization (QDQ format, per-channel weights) calibrated on ``calibration`` (N, C, S, S) float32."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -47,6 +48,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
     try:
         quantize_static(str(pre), str(int8_path), Reader(calibration), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                          "entropy": CalibrationMethod.Entropy}[method])
     finally:
         pre.unlink(missing_ok=True)

@@ -46,8 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--distill", type=float, default=0.5, help="weight of the distillation loss from the unpruned model (0: off)")
-    p.add_argument("--calibration", type=int, default=1024, help="training images used to calibrate int8 ranges")
-    p.add_argument("--calibrate-method", default="percentile", choices=["minmax", "percentile", "entropy"],
+    p.add_argument("--calibration", type=int, default=512, help="training images used to calibrate int8 ranges")
+    p.add_argument("--calibrate-method", default="minmax", choices=["minmax", "percentile", "entropy"],
                    help="how activation ranges are set from the calibration images")
     p.add_argument("--keep-fp32", type=Path, default=None, help="also keep the pruned, fine-tuned fp32 ONNX here")
     p.add_argument("--limit", type=int, default=0, help="fine-tune on N images only (smoke tests)")

@@ -32,7 +32,12 @@ def export_onnx(model: nn.Module, input_size: int, channels: int, path: Path, op
 
 def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per_channel: bool = True,
                   method: str = "percentile") -> None:
-    """Static int8 quantization (QDQ format, per-channel weights) calibrated on ``calibration`` (N, C, S, S) float32."""
+    """Static int8 quantization (QDQ format, per-channel weights) calibrated on ``calibration`` (N, C, S, S) float32.
+
+    The stem convolution (it sees the raw normalised pixels) and the classifier stay fp32:
+    measured on PublicTest with the pruned MobileNetV2, quantizing them cost 4.0 points
+    (60.2 % fp32 -> 56.2 % int8); keeping them fp32 costs 0.3 points and almost no speed.
+    """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -46,9 +51,15 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per
 
     pre = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    import onnx
+
+    graph = onnx.load(str(pre)).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    keep_fp32 = convs[:1] + [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
     try:
         quantize_static(str(pre), str(int8_path), Reader(calibration), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        nodes_to_exclude=keep_fp32,
                         calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                                           "entropy": CalibrationMethod.Entropy}[method])
     finally:

@@ -70,6 +70,17 @@ def hamilton() -> Path:
     return HAMILTON
 
 
+def read_video(path: Path) -> list:
+    """Every frame of a video file, decoded by emod's own video source."""
+    from emod.sources.video import VideoSource
+
+    frames = []
+    with VideoSource(str(path)) as video:
+        while (frame := video.read()) is not None:
+            frames.append(frame)
+    return frames
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:

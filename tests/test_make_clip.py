@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from _fixtures import REPO, TINY, base_env, tiny_models  # noqa: F401
+from _fixtures import REPO, TINY, base_env, read_video, tiny_models  # noqa: F401
 from emod.datasets import fer2013
 from emod.labels import LABELS
 
@@ -59,14 +59,7 @@ def test_clip_decodes_and_matches_its_sidecar(clip, fer_root) -> None:
     side = json.loads(truth.read_text())
     assert side["n_frames"] == 30 and len(side["frames"]) == 30 and side["fps"] == 10 and side["size"] == [640, 480]
     assert side["split"] == "private" and side["labels"] == list(LABELS)
-    cap = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = read_video(out)
     assert len(frames) == 30 and frames[0].shape == (480, 640, 3)
     reopened = cv2.VideoCapture(str(out))
     assert abs(reopened.get(cv2.CAP_PROP_FPS) - 10) < 0.01

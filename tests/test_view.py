@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import zmq
 
-from _fixtures import BIN, Daemon, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import BIN, Daemon, hamilton, read_video, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod import bus, protocol
 from emod.vision import overlay
 
@@ -33,15 +33,7 @@ def stats_json(rundir: Path) -> dict:
 
 
 def clip_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames
+    return read_video(path)
 
 
 def header_rect(info: dict, h: int) -> tuple[int, int, int, int]:

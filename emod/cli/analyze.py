@@ -15,7 +15,9 @@ from pathlib import Path
 from emod import config
 from emod.labels import LABELS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from emod.sources.base import SourceError
+from emod.sources.folder import IMAGE_SUFFIXES
+from emod.sources.video import VideoSource
 
 
 def build_pipeline(cfg: config.Config, model: str):
@@ -37,20 +39,12 @@ def _frames(path: Path, every: int):
             raise ValueError(f"cannot decode image {path}")
         yield 0, img
         return
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"cannot open video {path}")
     i = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
+    with VideoSource(str(path)) as video:  # the capture stage's own reader
+        while (frame := video.read()) is not None:
             if i % every == 0:
                 yield i, frame
             i += 1
-    finally:
-        cap.release()
     if i == 0:
         raise ValueError(f"no frames decoded from {path}")
 
@@ -94,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     for f in faces:
                         top = sorted(zip(LABELS, f.probs), key=lambda t: -t[1])[:3]
                         print(f"{where}: box {f.box} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
-        except ValueError as e:
+        except (ValueError, SourceError) as e:
             print(f"emod analyze: {e}", file=sys.stderr)
             status = 2
     return status

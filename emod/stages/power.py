@@ -17,6 +17,7 @@ class PowerStage(Stage):
     name = "power"
 
     def setup(self) -> None:
+        from emod.power.base import NullBackend
         from emod.power.select import open_backend
 
         self.pub = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.POWER, hwm=4)
@@ -24,9 +25,7 @@ class PowerStage(Stage):
             self.backend = open_backend(self.cfg.power.backend)
         except Exception as e:  # an explicitly requested backend that is absent: report it, publish nulls
             self.log.warning("power backend unavailable", backend=self.cfg.power.backend, error=str(e))
-            from emod.power.select import open_backend as _ob
-
-            self.backend = _ob("none")
+            self.backend = NullBackend(reason=str(e))
         self.watts = None
         self.samples = 0
         self.next_t = time.monotonic()

@@ -100,8 +100,14 @@ class Telemetry:
 class Remote:
     enabled: bool = opt(False, "Also publish the preview over TCP for remote emod-view clients (CURVE-encrypted and authenticated).")
     preview_bind: str = opt("tcp://0.0.0.0:5560", "TCP endpoint of the remote preview publisher.")
-    server_secret_key: str = opt("", "The daemon's CURVE secret key file (NAME.key_secret from emod keygen); required when enabled.")
-    authorized_keys: str = opt("", "Directory of authorised viewers' public key files (NAME.key from emod keygen); required when enabled.")
+    server_secret_key: str = opt("", "This host's CURVE secret key file as a publisher (NAME.key_secret from emod keygen); required by enabled and any *_bind.")
+    authorized_keys: str = opt("", "Directory of authorised clients' public key files (NAME.key from emod keygen); required by any *_bind.")
+    frames_bind: str = opt("", "Capture also publishes frames on this tcp:// endpoint (CURVE server) for stages on other hosts; empty: off.")
+    results_bind: str = opt("", "Infer also publishes results on this tcp:// endpoint (CURVE server); empty: off.")
+    frames_connect: str = opt("", "Infer and display take frames from a capture stage on another host at this tcp:// endpoint; empty: local.")
+    results_connect: str = opt("", "Display and the launcher take results from an infer stage on another host at this tcp:// endpoint; empty: local.")
+    server_public_key: str = opt("", "The remote publisher's public key file (its NAME.key), needed by *_connect.")
+    client_secret_key: str = opt("", "This host's key pair (NAME.key_secret) for *_connect; the publisher lists NAME.key in authorized_keys.")
 
 
 @dataclass
@@ -222,7 +228,8 @@ def check(cfg: Config, origin: str) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"{origin}: {message}")
-    if cfg.remote.enabled:
+    r = cfg.remote
+    if r.enabled or r.frames_bind or r.results_bind or r.frames_connect or r.results_connect:
         from emod import remote
 
         try:

@@ -102,7 +102,7 @@ def test_only_authorised_viewers_get_frames(tiny_models, short_tmp, hamilton) ->
 
         def refusal():
             for line in d.output().splitlines():
-                if '"remote viewer refused"' in line:
+                if '"remote subscriber refused"' in line:
                     rec = json.loads(line)
                     if rec.get("client_key") == mallory_key:
                         return rec

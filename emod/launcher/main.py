@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zmq
 
-from emod import bus, config, protocol
+from emod import bus, config, protocol, remote
 from emod.launcher import control
 from emod.launcher.notify import Notifier
 from emod.launcher.supervisor import GiveUp, Supervisor, stage_argv
@@ -95,7 +95,7 @@ class Launcher:
         ctx = self.ctx = zmq.Context.instance()
         self.tel_sock = bus.bind(ctx, zmq.PULL, self.rundir, protocol.TELEMETRY, hwm=1000)
         self.ctl_sock = bus.bind(ctx, zmq.ROUTER, self.rundir, protocol.CONTROL, hwm=1000)
-        self.res_sock = bus.connect(ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=100, topic=b"result")
+        self.res_sock, _ = remote.subscribe(ctx, self.cfg, self.rundir, protocol.RESULTS, hwm=100, topic=b"result")
         self.pow_sock = bus.connect(ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=10, topic=b"power")
         self.infer_ctl = ctx.socket(zmq.DEALER)
         self.infer_ctl.setsockopt(zmq.LINGER, 0)

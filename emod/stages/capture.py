@@ -11,7 +11,7 @@ import time
 
 import zmq
 
-from emod import bus, protocol
+from emod import bus, protocol, remote
 from emod.sources import open_source
 from emod.sources.base import SourceError
 from emod.stages.base import RateMeter, Stage
@@ -22,6 +22,7 @@ class CaptureStage(Stage):
 
     def setup(self) -> None:
         self.pub = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.FRAMES, hwm=2)
+        self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.FRAMES, self.log)  # frames_bind, or None
         self.seq = 0
         self.source = None
         self.error: str | None = None
@@ -93,13 +94,18 @@ class CaptureStage(Stage):
                   "dtype": "uint8", "source": src.spec}
         topic, h = protocol.encode(b"frame", header, b"x")[:2]
         self.pub.send_multipart([topic, h, frame.data], copy=False)
+        if self.link is not None and self.link.active():
+            self.link.send([topic, h, frame.data], copy=False)
         self.rate.tick()
 
     def teardown(self) -> None:
         if self.source is not None:
             self.source.close()
         self.pub.close()
+        if self.link is not None:
+            self.link.close()
 
     def stats(self) -> dict:
         return {"fps": self.rate.rate(), "frames": self.seq, "errors": self.errors, "error": self.error, "eos": self.eos,
-                "source": self.source.spec if self.source else self.cfg.capture.source}
+                "source": self.source.spec if self.source else self.cfg.capture.source,
+                **({"remote_sent": self.link.sent, "remote_dropped": self.link.dropped} if self.link else {})}

@@ -30,8 +30,9 @@ class DisplayStage(Stage):
 
     def setup(self) -> None:
         d = self.cfg.display
-        self.frames = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.FRAMES, hwm=4)
-        self.results = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=20)
+        # [remote] frames_connect / results_connect: the capture or infer stage runs on another host
+        self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=4)
+        self.results, _ = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.RESULTS, hwm=20)
         self.power = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=4)
         self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2)
         self.remote = remote.open_publisher(self.ctx, self.cfg, self.log)  # [remote] TCP+CURVE XPUB, or None
@@ -112,6 +113,8 @@ class DisplayStage(Stage):
             except protocol.ProtocolError as e:
                 self.reject("frames", e)
                 continue
+            if self.frames_remote:
+                h["t_mono"] = remote.local_mono(h)
             img = np.frombuffer(payload.buffer, np.uint8).reshape(h["shape"])
             self.ring[h["seq"]] = (h, img, payload)  # payload keeps the zero-copy buffer alive
             while len(self.ring) > RING:

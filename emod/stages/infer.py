@@ -14,7 +14,7 @@ import time
 import numpy as np
 import zmq
 
-from emod import bus, protocol
+from emod import bus, protocol, remote
 from emod.models import registry
 from emod.models.classifier import Classifier
 from emod.pipeline import FacePipeline
@@ -30,8 +30,9 @@ class InferStage(Stage):
         self.detector = detect.from_config(c)
         self.classifier = Classifier(registry.find(c.model, self.cfg.daemon.state_dir), c.threads)
         self.pipeline = FacePipeline(self.detector, self.classifier, c.margin)
-        self.frames = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.FRAMES, hwm=2)
+        self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=2)
         self.results = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.RESULTS, hwm=50)
+        self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.RESULTS, self.log)  # results_bind, or None
         self.control = bus.bind(self.ctx, zmq.ROUTER, self.rundir, protocol.INFER_CONTROL, hwm=100)
         self.last_seq = 0
         self.processed = self.dropped = self.faces = 0
@@ -126,6 +127,8 @@ class InferStage(Stage):
         except protocol.ProtocolError as e:
             self.reject("frames", e)
             return
+        if self.frames_remote:  # captured on another host: its monotonic clock means nothing here
+            h["t_mono"] = remote.local_mono(h)
         seq = h["seq"]
         if self.last_seq and seq > self.last_seq + 1:
             self.dropped += seq - self.last_seq - 1
@@ -137,7 +140,10 @@ class InferStage(Stage):
                   "detect_ms": round(detect_ms, 3), "classify_ms": round(classify_ms, 3),
                   "queue_ms": round((t_start - h["t_mono"]) * 1e3, 3), "faces": [f.as_dict() for f in faces],
                   "frame_shape": h["shape"]}
-        self.results.send_multipart(protocol.encode(b"result", result))
+        parts = protocol.encode(b"result", result)
+        self.results.send_multipart(parts)
+        if self.link is not None and self.link.active():
+            self.link.send(parts)
         self.processed += 1
         self.faces += len(faces)
         self.rate.tick()
@@ -149,6 +155,8 @@ class InferStage(Stage):
     def teardown(self) -> None:
         for s in (self.frames, self.results, self.control):
             s.close()
+        if self.link is not None:
+            self.link.close()
 
     def stats(self) -> dict:
         return {"fps": self.rate.rate(), "processed": self.processed, "dropped": self.dropped, "faces": self.faces,

@@ -53,12 +53,19 @@ def build(
     id2label = dict(enumerate(LABELS))
     label2id = {v: k for k, v in id2label.items()}
     if pretrained:
+        from transformers import AutoConfig
+
+        # An emod checkpoint (same labels, same order) keeps its head: that is a continuation.
+        # Anything else (e.g. an ImageNet checkpoint) gets a fresh 7-way head.
+        src = AutoConfig.from_pretrained(pretrained)
+        src_labels = [src.id2label[i] for i in range(src.num_labels)]
         model = MobileNetV2ForImageClassification.from_pretrained(
             pretrained, num_labels=len(LABELS), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
         )
         fix_batchnorm(model)
-        nn.init.normal_(model.classifier.weight, 0, 0.01)
-        nn.init.zeros_(model.classifier.bias)
+        if src_labels != list(LABELS):
+            nn.init.normal_(model.classifier.weight, 0, 0.01)
+            nn.init.zeros_(model.classifier.bias)
         return model
     cfg = MobileNetV2Config(
         num_channels=channels,

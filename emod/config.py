@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+HAAR_CASCADES = ("default", "alt", "alt2", "alt_tree")  # OpenCV's haarcascade_frontalface_NAME.xml
+
 EXIT_CONFIG = 78  # EX_CONFIG; the unit's RestartPreventExitStatus
 
 
@@ -55,6 +57,8 @@ class Infer:
     detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
+    haar_cascades: str = opt("default,alt2", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "
+                             "each adds the faces the previous ones missed.")
     haar_neighbors: int = opt(3, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
     margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip).")
@@ -214,6 +218,8 @@ def check(cfg: Config, origin: str) -> None:
     rules = [
         (cfg.infer.detect_width >= 64, "infer.detect_width must be at least 64"),
         (cfg.infer.haar_scale > 1.0, "infer.haar_scale must be greater than 1"),
+        (bool(cfg.infer.haar_cascades.strip(",").strip()) and all(n.strip() in HAAR_CASCADES for n in cfg.infer.haar_cascades.split(",")),
+         f"infer.haar_cascades: {cfg.infer.haar_cascades!r} is not a comma-separated list of {', '.join(HAAR_CASCADES)}"),
         (cfg.infer.threads >= 1, "infer.threads must be at least 1"),
         (cfg.infer.max_faces >= 1, "infer.max_faces must be at least 1"),
         (1 <= cfg.display.jpeg_quality <= 100, "display.jpeg_quality must be 1..100"),

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emod.config import HAAR_CASCADES
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -41,25 +43,53 @@ class Detector:
         raise NotImplementedError
 
 
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
 class HaarDetector(Detector):
+    """One or more of OpenCV's frontal-face cascades; a later cascade adds only the faces the earlier ones missed.
+
+    On the FER clip of ``tools/make_clip.py`` (two seeds), ``default`` alone finds 73.4 / 71.1 % of
+    the faces and ``default`` + ``alt2`` 76.4 / 75.7 %, with as many false faces, at twice the
+    detection time.
+    """
+
     name = "haar"
 
-    def __init__(self, *args, scale_factor: float = 1.1, min_neighbors: int = 3, **kwargs):
+    def __init__(self, *args, scale_factor: float = 1.1, min_neighbors: int = 3, cascades: tuple[str, ...] = ("default",),
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(str(path))
-        if self.cascade.empty():
-            raise RuntimeError(f"cannot load Haar cascade {path}")
+        if not cascades:
+            raise ValueError("no Haar cascade named")
+        self.cascades = []
+        for name in cascades:
+            if name not in HAAR_CASCADES:
+                raise ValueError(f"unknown Haar cascade {name!r} (one of {', '.join(HAAR_CASCADES)})")
+            path = Path(cv2.data.haarcascades) / f"haarcascade_frontalface_{name}.xml"
+            cascade = cv2.CascadeClassifier(str(path))
+            if cascade.empty():
+                raise RuntimeError(f"cannot load Haar cascade {path}")
+            self.cascades.append(cascade)
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
     def _detect(self, small):
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         # no histogram equalisation: measured on the FER clip it cut recall from 0.71 to 0.44
         m = max(20, int(self.min_face * gray.shape[0]))
-        boxes, _, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
-        )
-        return [(tuple(map(float, b)), float(w)) for b, w in zip(boxes, np.ravel(weights))]
+        found: list[tuple[tuple[float, ...], float]] = []
+        for cascade in self.cascades:
+            boxes, _, weights = cascade.detectMultiScale3(
+                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
+            )
+            new = [(tuple(map(float, b)), float(w)) for b, w in zip(boxes, np.ravel(weights))]
+            found += [f for f in new if all(_iou(f[0], g[0]) < 0.3 for g in found)]
+        return found
 
 
 class YuNetDetector(Detector):
@@ -86,14 +116,18 @@ class YuNetDetector(Detector):
 
 
 def make_detector(kind: str = "haar", yunet_model: str = "", detect_width: int = 320, min_face: float = 0.08,
-                  max_faces: int = 8, haar_scale: float = 1.1, haar_neighbors: int = 3) -> Detector:
+                  max_faces: int = 8, haar_scale: float = 1.1, haar_neighbors: int = 3,
+                  haar_cascades: str = "default") -> Detector:
     if kind == "yunet":
         return YuNetDetector(yunet_model, detect_width, min_face, max_faces)
     if kind == "haar":
-        return HaarDetector(detect_width, min_face, max_faces, scale_factor=haar_scale, min_neighbors=haar_neighbors)
+        names = tuple(n.strip() for n in haar_cascades.split(",") if n.strip())
+        return HaarDetector(detect_width, min_face, max_faces, scale_factor=haar_scale, min_neighbors=haar_neighbors,
+                            cascades=names)
     raise ValueError(f"unknown detector {kind!r} (haar or yunet)")
 
 
 def from_config(c) -> Detector:
     """The detector an ``[infer]`` config section describes."""
-    return make_detector(c.detector, c.yunet_model, c.detect_width, c.min_face, c.max_faces, c.haar_scale, c.haar_neighbors)
+    return make_detector(c.detector, c.yunet_model, c.detect_width, c.min_face, c.max_faces, c.haar_scale, c.haar_neighbors,
+                         c.haar_cascades)

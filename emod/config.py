@@ -57,8 +57,8 @@ class Infer:
     detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
-    haar_cascades: str = opt("default,alt2", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "
-                             "each adds the faces the previous ones missed.")
+    haar_cascades: str = opt("default", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "
+                             "each adds the faces the previous ones missed, at the cost of another pass (see README).")
     haar_neighbors: int = opt(3, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
     margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip).")

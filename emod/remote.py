@@ -72,7 +72,9 @@ def _tcp(key: str, value: str) -> None:
 
 def check(remote) -> None:
     """Raise :class:`ConfigError` when a TCP publisher or link is configured without usable keys."""
-    binds = [k for k in ["preview_bind"] * remote.enabled + [f"{n}_bind" for n in LINKS] if getattr(remote, k)]
+    binds = [f"{n}_bind" for n in LINKS if getattr(remote, f"{n}_bind")]
+    if remote.enabled:
+        binds.insert(0, "preview_bind")
     if binds:
         why = "remote.enabled" if remote.enabled else f"remote.{binds[0]}"
         if not remote.server_secret_key:

@@ -59,7 +59,9 @@ class Infer:
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
     haar_cascades: str = opt("default", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "
                              "each adds the faces the previous ones missed, at the cost of another pass (see README).")
-    haar_neighbors: int = opt(3, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
+    haar_neighbors: int = opt(1, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
+    haar_min_score: float = opt(0.0, "Haar: smallest cascade confidence (final-stage weight) to accept a face; with "
+                                "haar_neighbors = 1 it drops the weakest lone windows (see README: Face detectors).")
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
     margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip).")
     threads: int = opt(1, "Threads of the classifier runtime.")
@@ -218,6 +220,7 @@ def check(cfg: Config, origin: str) -> None:
     rules = [
         (cfg.infer.detect_width >= 64, "infer.detect_width must be at least 64"),
         (cfg.infer.haar_scale > 1.0, "infer.haar_scale must be greater than 1"),
+        (cfg.infer.haar_neighbors >= 0, "infer.haar_neighbors must be 0 or more"),
         (bool(cfg.infer.haar_cascades.strip(",").strip()) and all(n.strip() in HAAR_CASCADES for n in cfg.infer.haar_cascades.split(",")),
          f"infer.haar_cascades: {cfg.infer.haar_cascades!r} is not a comma-separated list of {', '.join(HAAR_CASCADES)}"),
         (cfg.infer.threads >= 1, "infer.threads must be at least 1"),

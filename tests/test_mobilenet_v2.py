@@ -59,8 +59,22 @@ def test_channel_pruned_checkpoint_loads(tmp_path):
                                                                 num_labels=7, tf_padding=False))
     _randomise_bn(model)
     before = sum(p.numel() for p in model.parameters())
-    optimize.prune(model.eval(), 48, 1, 0.3)
+    optimize.prune_all(model.eval(), 48, 1, 0.3)
     assert sum(p.numel() for p in model.parameters()) < 0.8 * before
+    theirs, ours = _both(model, tmp_path, torch.randn(2, 1, 48, 48))
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_hidden_pruned_checkpoint_loads(tmp_path):
+    """The expansion-channel pruning of tools/optimize.py (the shipped quant's) gives blocks of uneven widths that load."""
+    from emod.training.prune import hidden_importance, prune_hidden
+
+    torch.manual_seed(0)
+    model = MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=1, image_size=48, depth_multiplier=0.5,
+                                                                num_labels=7, tf_padding=False)).eval()
+    _randomise_bn(model)
+    widths = prune_hidden(model, hidden_importance(model, [torch.randn(8, 1, 48, 48)]), 0.4)
+    assert all(after < before for before, after in widths if before > 8)
     theirs, ours = _both(model, tmp_path, torch.randn(2, 1, 48, 48))
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Prune + int8-quantize a trained emotion model into the registry's ``quant`` model.
 
-1. Structured channel pruning of the fp32 model (torch-pruning, L2 group importance,
-   dependency-aware across MobileNetV2's residual connections; the classifier is kept).
+1. Structured channel pruning of the fp32 model, then BatchNorm statistics re-estimated on
+   training images. ``--scope hidden`` (default) removes the least important expansion channels
+   of each inverted-residual block (``emod.training.prune``); ``--scope all`` prunes every
+   channel group with torch-pruning (L2 group importance, dependency-aware across the residual
+   connections). The classifier is kept.
 2. A short fine-tune to recover, distilled from the unpruned model, selected on PublicTest.
 3. Export to ONNX and static int8 quantization with ONNX Runtime (QDQ, per-channel
    weights), calibrated on training images.
@@ -33,6 +36,9 @@ from emod.models.preprocess import Preprocess
 from emod.training.build import load_dir
 from emod.training.export import export_onnx, quantize_int8
 from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
+from emod.training.prune import hidden_importance, prune_hidden, recalibrate_bn
+
+RECALIBRATION_IMAGES = 4096  # training images that re-estimate BatchNorm statistics after pruning
 
 
 def parse_args(argv=None):
@@ -41,7 +47,10 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True, help="registry model directory to write (e.g. emod/models/zoo/quant)")
     p.add_argument("--name", default=None, help="model name in the manifest (default: the --out folder name)")
     p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--prune", type=float, default=0.25, help="fraction of channels removed in each prunable group")
+    p.add_argument("--prune", type=float, default=0.32, help="fraction of channels removed in each prunable group")
+    p.add_argument("--scope", choices=("hidden", "all"), default="hidden",
+                   help="hidden: only the blocks' expansion channels (keeps the function close); all: every channel group "
+                        "(torch-pruning)")
     p.add_argument("--epochs", type=int, default=6, help="fine-tune epochs after pruning (0: none)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=64)
@@ -53,6 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--select", default="accuracy", choices=["accuracy", "agreement"],
                    help="keep the fine-tune epoch with the best PublicTest accuracy, or the best top-label agreement with "
                         "the unpruned model")
+    p.add_argument("--tta", choices=["hflip"], help="test-time augmentation the classifier applies (as tools/package.py)")
     p.add_argument("--keep-fp32", type=Path, default=None, help="also keep the pruned, fine-tuned fp32 ONNX here")
     p.add_argument("--limit", type=int, default=0, help="fine-tune on N images only (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
@@ -68,7 +78,7 @@ def count_macs(model, x) -> int:
     return int(macs)
 
 
-def prune(model, input_size: int, channels: int, ratio: float):
+def prune_all(model, input_size: int, channels: int, ratio: float):
     import torch_pruning as tp
 
     x = torch.zeros(1, channels, input_size, input_size)
@@ -94,11 +104,6 @@ def main(argv=None) -> int:
     x = torch.zeros(1, prep.channels, prep.input_size, prep.input_size)
     params0 = sum(p.numel() for p in student.parameters())
     macs0 = count_macs(student, x)
-    prune(student, prep.input_size, prep.channels, args.prune)
-    macs1 = count_macs(student, x)
-    params1 = sum(p.numel() for p in student.parameters())
-    print(f"pruned {args.prune:.0%} of channels: MACs {macs0 / 1e6:.1f}M -> {macs1 / 1e6:.1f}M ({macs1 / macs0:.1%}), "
-          f"params {params0 / 1e6:.2f}M -> {params1 / 1e6:.2f}M", flush=True)
 
     data = fer2013.load(args.data, cache_dir=Path(".cache"), progress=not args.no_progress)
     train, _ = fer2013.clean_training_set(data)
@@ -110,6 +115,20 @@ def main(argv=None) -> int:
     xt = np.stack([prep.resize(im) for im in train.images])
     xp = np.stack([prep.resize(im) for im in public.images])
     yt = torch.from_numpy(train.labels)
+    sample = xt[np.random.default_rng(args.seed + 1).permutation(len(xt))[:RECALIBRATION_IMAGES]]
+
+    def sample_batches():
+        for i in range(0, len(sample), 256):
+            yield torch.from_numpy(prep.normalize(sample[i : i + 256]))
+
+    if args.scope == "hidden":
+        prune_hidden(student, hidden_importance(student, sample_batches()), args.prune)
+    else:
+        prune_all(student, prep.input_size, prep.channels, args.prune)
+    macs1 = count_macs(student, x)
+    params1 = sum(p.numel() for p in student.parameters())
+    print(f"pruned {args.prune:.0%} of the {args.scope} channels: MACs {macs0 / 1e6:.1f}M -> {macs1 / 1e6:.1f}M "
+          f"({macs1 / macs0:.1%}), params {params0 / 1e6:.2f}M -> {params1 / 1e6:.2f}M", flush=True)
 
     teacher_top = evaluate_logits(teacher, xp, prep, device).argmax(1)
 
@@ -122,9 +141,11 @@ def main(argv=None) -> int:
         return acc if args.select == "accuracy" else agree
 
     acc_teacher = float((teacher_top == public.labels).mean())
+    acc_raw, agree_raw = public_scores(student)
+    recalibrate_bn(student, sample_batches)
     acc_pruned, agree_pruned = public_scores(student)
-    print(f"PublicTest: unpruned {acc_teacher:.4f}, pruned before fine-tune {acc_pruned:.4f} "
-          f"(agreement {agree_pruned:.4f})", flush=True)
+    print(f"PublicTest: unpruned {acc_teacher:.4f}; pruned {acc_raw:.4f} (agreement {agree_raw:.4f}), after BatchNorm "
+          f"recalibration {acc_pruned:.4f} (agreement {agree_pruned:.4f})", flush=True)
     history = []
     best_state = {k: v.clone() for k, v in student.state_dict().items()}
     best_acc, best_agree = acc_pruned, agree_pruned
@@ -172,15 +193,16 @@ def main(argv=None) -> int:
     from emod.models.classifier import load
 
     registry.write_manifest(out, name, "onnx", prep.input_size, prep.as_manifest(),
-                            description=f"MobileNetV2, {args.prune:.0%} of channels pruned, distilled, int8 (ONNX Runtime QDQ; stem conv and classifier fp32)",
-                            extra={"source_model": str(args.model), "macs": macs1, "params": params1})
+                            description=f"MobileNetV2, {args.prune:.0%} of {args.scope} channels pruned, distilled, int8 (ONNX Runtime QDQ; stem conv and classifier fp32)",
+                            extra={"source_model": str(args.model), "macs": macs1, "params": params1,
+                                   **({"tta": args.tta} if args.tta else {})})
     q = load(str(out), threads=2)
     top_int8 = np.concatenate([q.classify(public.images[i : i + 256]) for i in range(0, len(public), 256)]).argmax(1)
     acc_int8, agree_int8 = float((top_int8 == public.labels).mean()), float((top_int8 == teacher_top).mean())
-    report = {"name": name, "prune_ratio": args.prune, "macs_before": macs0, "macs_after": macs1, "params_before": params0,
-              "params_after": params1, "public_acc": {"unpruned": acc_teacher, "pruned": acc_pruned, "fine_tuned": best_acc,
+    report = {"name": name, "prune_ratio": args.prune, "prune_scope": args.scope, "macs_before": macs0, "macs_after": macs1, "params_before": params0,
+              "params_after": params1, "public_acc": {"unpruned": acc_teacher, "pruned": acc_raw, "recalibrated": acc_pruned, "fine_tuned": best_acc,
                                                        "int8": acc_int8},
-              "public_agreement_with_unpruned": {"pruned": agree_pruned, "fine_tuned": best_agree, "int8": agree_int8},
+              "public_agreement_with_unpruned": {"pruned": agree_raw, "recalibrated": agree_pruned, "fine_tuned": best_agree, "int8": agree_int8},
               "select": args.select, "distill": args.distill, "temperature": args.temperature, "epochs": args.epochs, "lr": args.lr,
               "fp32_onnx_bytes": fp32_size, "int8_onnx_bytes": (out / "model.onnx").stat().st_size, "history": history}
     report_path = args.report or Path("runs") / f"{name}-optimize.json"

@@ -1,0 +1,109 @@
+"""Structured pruning of MobileNetV2's expansion (hidden) channels, and BatchNorm recalibration.
+
+An inverted-residual block expands its input to ``hidden`` channels (1x1 conv), filters them
+depthwise (3x3) and projects them back (1x1 conv). A hidden channel feeds nothing else, so it
+can be removed by slicing three convolutions and two BatchNorms, without touching the residual
+stream that the rest of the network shares. The hidden channels carry most of the network's
+multiply-accumulates, so removing the least useful of them cuts compute while the pruned network
+stays close to the original function (the property distillation then needs to restore agreement).
+
+A channel's importance is the energy it sends into the block output: the mean square of its
+activation after the depthwise stage, measured on real images, times the squared norm of its
+column in the projection. Channels are ranked within each block; a block keeps a multiple of 8.
+
+After pruning, the BatchNorm running statistics downstream no longer match what their inputs look
+like; :func:`recalibrate_bn` re-estimates them from images (on the model measured here this alone
+lifts the magnitude-pruned network from 19 % to 53 % PublicTest accuracy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """Inverted-residual blocks with an expansion conv (the stem's first block has none: its width is the stem's)."""
+    return [m for m in model.modules() if getattr(m, "expand_1x1", None) is not None and hasattr(m, "reduce_1x1")]
+
+
+def hidden_importance(model: nn.Module, batches: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """Per block, the importance of each hidden channel (see the module docstring)."""
+    blocks = _blocks(model)
+    sums = [None] * len(blocks)
+    hooks = []
+    for i, b in enumerate(blocks):
+        def hook(_m, _inp, out, i=i):
+            e = out.detach().float().pow(2).mean(dim=(0, 2, 3))
+            sums[i] = e if sums[i] is None else sums[i] + e
+        hooks.append(b.conv_3x3.register_forward_hook(hook))
+    model.eval()
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                model(pixel_values=xb)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for b, s in zip(blocks, sums):
+        w = b.reduce_1x1.convolution.weight.detach()  # (out, hidden, 1, 1)
+        out.append(s * w.pow(2).sum(dim=(0, 2, 3)))
+    return out
+
+
+def _slice_conv(conv: nn.Conv2d, keep: torch.Tensor, dim: int) -> None:
+    conv.weight = nn.Parameter(conv.weight.detach().index_select(dim, keep).clone())
+    if conv.bias is not None and dim == 0:
+        conv.bias = nn.Parameter(conv.bias.detach()[keep].clone())
+    if dim == 0:
+        conv.out_channels = len(keep)
+        if conv.groups > 1:
+            conv.groups = conv.in_channels = len(keep)
+    else:
+        conv.in_channels = len(keep)
+
+
+def _slice_bn(bn: nn.BatchNorm2d, keep: torch.Tensor) -> None:
+    bn.weight = nn.Parameter(bn.weight.detach()[keep].clone())
+    bn.bias = nn.Parameter(bn.bias.detach()[keep].clone())
+    bn.running_mean = bn.running_mean[keep].clone()
+    bn.running_var = bn.running_var[keep].clone()
+    bn.num_features = len(keep)
+
+
+def prune_hidden(model: nn.Module, importance: list[torch.Tensor], ratio: float, round_to: int = 8) -> list[tuple[int, int]]:
+    """Remove ``ratio`` of each block's hidden channels (the least important); returns (before, after) per block."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"prune ratio must be in [0, 1), not {ratio}")
+    widths = []
+    for b, imp in zip(_blocks(model), importance):
+        n = len(imp)
+        keep_n = max(round_to, int(math.ceil(n * (1 - ratio) / round_to) * round_to))
+        keep = torch.sort(torch.argsort(imp, descending=True)[:keep_n]).values
+        _slice_conv(b.expand_1x1.convolution, keep, 0)
+        _slice_bn(b.expand_1x1.normalization, keep)
+        _slice_conv(b.conv_3x3.convolution, keep, 0)
+        _slice_bn(b.conv_3x3.normalization, keep)
+        _slice_conv(b.reduce_1x1.convolution, keep, 1)
+        widths.append((n, keep_n))
+    return widths
+
+
+def recalibrate_bn(model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]]) -> None:
+    """Re-estimate every BatchNorm's running mean and variance as the plain average over BATCHES()."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for xb in batches():
+            model(pixel_values=xb)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()

@@ -27,8 +27,9 @@ class ConfigError(ValueError):
     pass
 
 
-def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def opt(default: Any, help: str, choices: tuple | None = None, signed: bool = False) -> Any:
+    """A config key: default, help text, allowed values; numbers must be >= 0 unless ``signed``."""
+    return field(default=default, metadata={"help": help, "choices": choices, "signed": signed})
 
 
 @dataclass
@@ -60,8 +61,9 @@ class Infer:
     haar_cascades: str = opt("default", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "
                              "each adds the faces the previous ones missed, at the cost of another pass (see README).")
     haar_neighbors: int = opt(1, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
-    haar_min_score: float = opt(0.0, "Haar: smallest cascade confidence (final-stage weight) to accept a face; with "
-                                "haar_neighbors = 1 it drops the weakest lone windows (see README: Face detectors).")
+    haar_min_score: float = opt(0.0, "Haar: a face's cascade confidence (final-stage weight, may be negative) must exceed "
+                                "this; with haar_neighbors = 1 it drops the weakest lone windows (-100: no floor; see README: "
+                                "Face detectors).", signed=True)
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
     margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip).")
     threads: int = opt(1, "Threads of the classifier runtime.")
@@ -163,7 +165,7 @@ def _coerce(where: str, f: dataclasses.Field, value: Any, from_text: bool) -> An
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
     if typ is float and not math.isfinite(value):
         raise ConfigError(f"{where}: must be a finite number")
-    if typ in (int, float) and value < 0:
+    if typ in (int, float) and value < 0 and not f.metadata.get("signed"):
         raise ConfigError(f"{where}: must not be negative")
     return value
 
@@ -220,7 +222,6 @@ def check(cfg: Config, origin: str) -> None:
     rules = [
         (cfg.infer.detect_width >= 64, "infer.detect_width must be at least 64"),
         (cfg.infer.haar_scale > 1.0, "infer.haar_scale must be greater than 1"),
-        (cfg.infer.haar_neighbors >= 0, "infer.haar_neighbors must be 0 or more"),
         (bool(cfg.infer.haar_cascades.strip(",").strip()) and all(n.strip() in HAAR_CASCADES for n in cfg.infer.haar_cascades.split(",")),
          f"infer.haar_cascades: {cfg.infer.haar_cascades!r} is not a comma-separated list of {', '.join(HAAR_CASCADES)}"),
         (cfg.infer.threads >= 1, "infer.threads must be at least 1"),

@@ -60,3 +60,10 @@ def test_default_file_is_valid_and_documents_every_option(tmp_path):
     for section in config.SECTIONS:
         for name in config.Config().to_dict()[section]:
             assert f"`{section}.{name}`" in ref
+
+
+def test_signed_and_unsigned_numbers():
+    """haar_min_score may be negative (cascade confidences are); other numbers may not."""
+    assert config.load(env={"EMOD_INFER_HAAR_MIN_SCORE": "-100"}).infer.haar_min_score == -100.0
+    with pytest.raises(config.ConfigError, match="infer.haar_neighbors: must not be negative"):
+        config.load(env={"EMOD_INFER_HAAR_NEIGHBORS": "-1"})

@@ -1,0 +1,37 @@
+"""tools/optimize.py end to end on a tiny network: expansion-channel pruning, a distillation epoch, int8, a registry model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emod.datasets import fer2013
+from emod.models import classifier, registry
+from test_package import REPO, _tool, _trained_dir
+
+
+def test_optimize_prunes_distils_quantizes_and_ships(tmp_path, monkeypatch):
+    root = fer2013.default_root()
+    if not (root / "train").is_dir() and not (root / "fer2013.csv").is_file():
+        pytest.skip(f"FER2013 not found under {root} (set $EMOD_FER2013)")
+    monkeypatch.chdir(REPO)  # the decoded-data cache is ./.cache, shared with tests/test_evaluate.py
+    src = _trained_dir(tmp_path / "run" / "model")
+    out, report = tmp_path / "zoo" / "q", tmp_path / "q.json"
+    optimize = _tool("optimize")
+    rc = optimize.main(["--model", str(src), "--out", str(out), "--prune", "0.3", "--epochs", "1", "--limit", "512",
+                        "--calibration", "64", "--tta", "hflip", "--select", "agreement", "--report", str(report),
+                        "--no-progress"])
+    assert rc == 0
+    r = json.loads(report.read_text())
+    assert r["prune_scope"] == "hidden" and 0.2 < r["hidden_removed"] <= 0.3
+    assert r["macs_after"] < 0.85 * r["macs_before"] and r["params_after"] < r["params_before"]
+    assert len(r["history"]) == 1 and 0.0 <= r["public_agreement_with_unpruned"]["int8"] <= 1.0
+    assert r["int8_onnx_bytes"] < r["fp32_onnx_bytes"]
+    m = registry.read_manifest(out)
+    assert m["tta"] == "hflip" and m["format"] == "onnx" and m["macs"] == r["macs_after"]
+    q = classifier.load(str(out))
+    assert q.tta_flip
+    p = q.classify(np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8))
+    assert p.shape == (3, 7) and np.allclose(p.sum(1), 1.0, atol=1e-5)

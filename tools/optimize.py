@@ -11,7 +11,9 @@
    weights), calibrated on training images.
 4. A registry model directory (model.onnx + manifest.json) and a JSON report.
 
-    python tools/optimize.py --model runs/full/model --out emod/models/zoo/quant --epochs 6
+    python tools/optimize.py --model runs/full2/model --out emod/models/zoo/quant --tta hflip
+
+The defaults are the recipe of the shipped ``quant`` (README "Retraining" spells them out).
 """
 
 from __future__ import annotations
@@ -51,15 +53,15 @@ def parse_args(argv=None):
     p.add_argument("--scope", choices=("hidden", "all"), default="hidden",
                    help="hidden: only the blocks' expansion channels (keeps the function close); all: every channel group "
                         "(torch-pruning)")
-    p.add_argument("--epochs", type=int, default=6, help="fine-tune epochs after pruning (0: none)")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--epochs", type=int, default=8, help="fine-tune epochs after pruning (0: none)")
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--distill", type=float, default=0.5, help="weight of the distillation loss from the unpruned model (0: off)")
-    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (lower: match the top label more closely)")
+    p.add_argument("--distill", type=float, default=1.0, help="weight of the distillation loss from the unpruned model (0: off)")
+    p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (lower: match the top label more closely)")
     p.add_argument("--calibration", type=int, default=512, help="training images used to calibrate int8 ranges")
     p.add_argument("--calibrate-method", default="minmax", choices=["minmax", "percentile", "entropy"],
                    help="how activation ranges are set from the calibration images")
-    p.add_argument("--select", default="accuracy", choices=["accuracy", "agreement"],
+    p.add_argument("--select", default="agreement", choices=["accuracy", "agreement"],
                    help="keep the fine-tune epoch with the best PublicTest accuracy, or the best top-label agreement with "
                         "the unpruned model")
     p.add_argument("--tta", choices=["hflip"], help="test-time augmentation the classifier applies (as tools/package.py)")

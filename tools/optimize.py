@@ -152,8 +152,10 @@ def main(argv=None) -> int:
     print(f"PublicTest: unpruned {acc_teacher:.4f}; pruned {acc_raw:.4f} (agreement {agree_raw:.4f}), after BatchNorm "
           f"recalibration {acc_pruned:.4f} (agreement {agree_pruned:.4f})", flush=True)
     history = []
-    best_state = {k: v.clone() for k, v in student.state_dict().items()}
-    best_acc, best_agree = acc_pruned, agree_pruned
+    def snapshot() -> dict:
+        return {k: v.clone() for k, v in student.state_dict().items()}
+
+    best_state, best_acc, best_agree = snapshot(), acc_pruned, agree_pruned
     if args.epochs:
         student = student.to(memory_format=torch.channels_last)
         steps = math.ceil(len(xt) / args.batch_size) * args.epochs
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
             better = score(acc, agree) > score(best_acc, best_agree)
             print(json.dumps(history[-1]) + ("  *best*" if better else ""), flush=True)
             if better:
-                best_acc, best_agree, best_state = acc, agree, {k: v.clone() for k, v in student.state_dict().items()}
+                best_acc, best_agree, best_state = acc, agree, snapshot()
     student.load_state_dict(best_state)
     student.eval()
 
@@ -198,7 +200,8 @@ def main(argv=None) -> int:
     from emod.models.classifier import load
 
     registry.write_manifest(out, name, "onnx", prep.input_size, prep.as_manifest(),
-                            description=f"MobileNetV2, {removed if removed is not None else args.prune:.0%} of {args.scope} channels pruned, distilled, int8 (ONNX Runtime QDQ; stem conv and classifier fp32)",
+                            description=f"MobileNetV2, {args.prune if removed is None else removed:.0%} of {args.scope} channels "
+                                        "pruned, distilled, int8 (ONNX Runtime QDQ; stem conv and classifier fp32)",
                             extra={"source_model": str(args.model), "macs": macs1, "params": params1,
                                    **({"tta": args.tta} if args.tta else {})})
     q = load(str(out), threads=2)
@@ -207,9 +210,11 @@ def main(argv=None) -> int:
     acc_int8, agree_int8 = float((top_int8 == public.labels).mean()), float((top_int8 == teacher_top).mean())
     report = {"name": name, "prune_ratio": args.prune, "prune_scope": args.scope, "hidden_removed": removed,
               "macs_before": macs0, "macs_after": macs1, "params_before": params0,
-              "params_after": params1, "public_acc": {"unpruned": acc_teacher, "pruned": acc_raw, "recalibrated": acc_pruned, "fine_tuned": best_acc,
-                                                       "int8": acc_int8},
-              "public_agreement_with_unpruned": {"pruned": agree_raw, "recalibrated": agree_pruned, "fine_tuned": best_agree, "int8": agree_int8},
+              "params_after": params1,
+              "public_acc": {"unpruned": acc_teacher, "pruned": acc_raw, "recalibrated": acc_pruned, "fine_tuned": best_acc,
+                             "int8": acc_int8},
+              "public_agreement_with_unpruned": {"pruned": agree_raw, "recalibrated": agree_pruned, "fine_tuned": best_agree,
+                                                 "int8": agree_int8},
               "select": args.select, "distill": args.distill, "temperature": args.temperature, "epochs": args.epochs, "lr": args.lr,
               "fp32_onnx_bytes": fp32_size, "int8_onnx_bytes": (out / "model.onnx").stat().st_size, "history": history}
     report_path = args.report or Path("runs") / f"{name}-optimize.json"

@@ -55,19 +55,15 @@ def _iou(a, b) -> float:
 class HaarDetector(Detector):
     """One or more of OpenCV's frontal-face cascades; a later cascade adds only the faces the earlier ones missed.
 
-    ``min_neighbors`` and ``min_score`` trade found faces for false ones. On all 3,589 PrivateTest
-    faces of a ``tools/make_clip.py`` clip (3,900 shots, 320 px detection): neighbours 3 find
-    71.8 %, 2: 73.5 %, 1 with score > 0 (the default): 75.8 %, 1 with no score floor: 77.3 %.
-    Frames of the one-man ``head-pose`` sample video with more than one box: 30, 35, 41, 44 of 62;
-    of ``short_hamilton_clip``: 5, 14, 25, 40 of 275. ``default,alt2`` finds a few points more at
-    twice the detection time (on the 2-core build machine the daemon's p95 latency on a 30 fps
-    clip went from 29 to 76 ms); so does a larger ``detect_width`` (480 px: 77 %, p95 77 ms).
+    ``min_neighbors`` and ``min_score`` (a floor on the cascade's final-stage weight) trade found
+    faces for false ones; README "Face detectors" has the measured trade-off. Settings come from
+    ``emod.config.Infer`` (one place for their defaults) through :func:`from_config`.
     """
 
     name = "haar"
 
-    def __init__(self, *args, scale_factor: float = 1.1, min_neighbors: int = 1, min_score: float = 0.0,
-                 cascades: tuple[str, ...] = ("default",), **kwargs):
+    def __init__(self, *args, scale_factor: float, min_neighbors: int, min_score: float, cascades: tuple[str, ...],
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if not cascades:
             raise ValueError("no Haar cascade named")

@@ -1,4 +1,4 @@
-"""tools/optimize.py end to end on a tiny network: expansion-channel pruning, a distillation epoch, int8, a registry model."""
+"""tools/optimize.py end to end on a tiny network: sensitivity-allocated pruning, a distillation epoch, int8, a registry model."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ def test_optimize_prunes_distils_quantizes_and_ships(tmp_path, monkeypatch):
     src = _trained_dir(tmp_path / "run" / "model")
     out, report = tmp_path / "zoo" / "q", tmp_path / "q.json"
     optimize = _tool("optimize")
-    rc = optimize.main(["--model", str(src), "--out", str(out), "--prune", "0.3", "--epochs", "1", "--limit", "512",
+    rc = optimize.main(["--model", str(src), "--out", str(out), "--macs", "0.8", "--epochs", "1", "--limit", "512",
                         "--calibration", "64", "--tta", "hflip", "--select", "agreement", "--report", str(report),
                         "--no-progress"])
     assert rc == 0
     r = json.loads(report.read_text())
-    assert r["prune_scope"] == "hidden" and 0.2 < r["hidden_removed"] <= 0.3
-    assert r["macs_after"] < 0.85 * r["macs_before"] and r["params_after"] < r["params_before"]
+    assert r["prune_scope"] == "hidden" and r["macs_target"] == 0.8 and r["weight_type"] == "uint8" and r["freeze_bn"]
+    assert r["macs_after"] <= 0.8 * r["macs_before"] and r["params_after"] < r["params_before"]
+    alloc = r["allocation"]
+    assert all(len(b["options"]) == 3 and b["keep"] in [b["hidden"]] + [o["keep"] for o in b["options"]] for b in alloc)
+    assert 0.0 < r["hidden_removed"] < 1.0 and any(b["keep"] < b["hidden"] for b in alloc)
     assert len(r["history"]) == 1 and 0.0 <= r["public_agreement_with_unpruned"]["int8"] <= 1.0
     assert r["int8_onnx_bytes"] < r["fp32_onnx_bytes"]
     m = registry.read_manifest(out)
@@ -35,3 +38,11 @@ def test_optimize_prunes_distils_quantizes_and_ships(tmp_path, monkeypatch):
     assert q.tta_flip
     p = q.classify(np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8))
     assert p.shape == (3, 7) and np.allclose(p.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [(["--macs", "1.5"], "--macs must be a share"),
+                                           (["--scope", "all"], "--scope all needs --prune")])
+def test_optimize_refuses_bad_pruning_arguments_before_any_work(tmp_path, capsys, args, message):
+    out = tmp_path / "zoo" / "q"
+    rc = _tool("optimize").main(["--model", str(tmp_path / "nothing"), "--out", str(out), *args, "--no-progress"])
+    assert rc == 2 and message in capsys.readouterr().err and not out.exists()

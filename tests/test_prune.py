@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
-from emod.training.prune import _blocks, hidden_importance, prune_hidden, recalibrate_bn
+from emod.training.prune import _blocks, downstream_bns, hidden_importance, keep_counts, prune_hidden, recalibrate_bn
 
 
 def _model(seed: int = 0):
@@ -68,3 +68,32 @@ def test_recalibration_sets_statistics_to_the_data():
     torch.testing.assert_close(bn.running_mean, mean, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(bn.running_var, var, atol=1e-3, rtol=1e-3)
     assert bn.momentum == momentum and not m.training
+
+
+def test_partial_recalibration_leaves_the_unpruned_front_alone():
+    """Pruning block k changes only the BatchNorms from its projection on; recalibrating those keeps the rest as trained."""
+    m = _model(3)
+    blocks = _blocks(m)
+    imp = hidden_importance(m, [torch.randn(4, 1, 32, 32)])
+    counts = [len(i) for i in imp]
+    counts[5] = 8
+    widths = prune_hidden(m, imp, counts)
+    assert widths[5] == (len(imp[5]), 8) and all(a == n for i, (n, a) in enumerate(widths) if i != 5)
+    only = downstream_bns(m, widths)
+    assert only[0] is blocks[5].reduce_1x1.normalization
+    assert blocks[5].conv_3x3.normalization not in only and blocks[6].expand_1x1.normalization in only
+    bns = [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    before = [b.running_mean.clone() for b in bns]
+    recalibrate_bn(m, lambda: iter([torch.randn(4, 1, 32, 32)]), only=only)
+    for b, mean in zip(bns, before):
+        assert torch.equal(b.running_mean, mean) == (b not in only)
+    assert downstream_bns(m, [(n, n) for n, _ in widths]) == []
+
+
+def test_keep_counts_and_bad_widths():
+    imp = [torch.rand(96), torch.rand(20)]
+    assert keep_counts(imp, 0.5) == [48, 16]  # 10 rounds up to a multiple of 8
+    with pytest.raises(ValueError, match="cannot keep"):
+        prune_hidden(_model(), [torch.rand(n) for n in [3] * len(_blocks(_model()))], [4] * len(_blocks(_model())))
+    with pytest.raises(ValueError, match="keep counts"):
+        prune_hidden(_model(), hidden_importance(_model(), [torch.randn(2, 1, 32, 32)]), [8])

@@ -3,9 +3,11 @@
 
 1. Structured channel pruning of the fp32 model, then BatchNorm statistics re-estimated on
    training images. ``--scope hidden`` (default) removes the least important expansion channels
-   of each inverted-residual block (``emod.training.prune``); ``--scope all`` prunes every
-   channel group with torch-pruning (L2 group importance, dependency-aware across the residual
-   connections). The classifier is kept.
+   of inverted-residual blocks (``emod.training.prune``): ``--macs F`` keeps F of the network's
+   multiply-accumulates, spending the cut where each block's measured sensitivity says it costs
+   least (``emod.training.sensitivity``); ``--prune R`` removes R of every block instead.
+   ``--scope all`` prunes every channel group with torch-pruning (L2 group importance,
+   dependency-aware across the residual connections). The classifier is kept.
 2. A short fine-tune to recover, distilled from the unpruned model, selected on PublicTest.
 3. Export to ONNX and static int8 quantization with ONNX Runtime (QDQ, per-channel
    weights), calibrated on training images.
@@ -38,9 +40,12 @@ from emod.models.preprocess import Preprocess
 from emod.training.build import load_dir
 from emod.training.export import export_onnx, quantize_int8
 from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
-from emod.training.prune import hidden_importance, prune_hidden, recalibrate_bn
+from emod.training.prune import downstream_bns, hidden_importance, prune_hidden, recalibrate_bn
+from emod.training.sensitivity import allocate, block_sensitivity, hidden_widths
 
 RECALIBRATION_IMAGES = 4096  # training images that re-estimate BatchNorm statistics after pruning
+SENSITIVITY_IMAGES = 1024  # images that recalibrate, and others that score, each pruning option
+SENSITIVITY_RATIOS = (0.25, 0.5, 0.75)  # the widths tried per block (share of its hidden channels removed)
 
 
 def parse_args(argv=None):
@@ -49,18 +54,27 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True, help="registry model directory to write (e.g. emod/models/zoo/quant)")
     p.add_argument("--name", default=None, help="model name in the manifest (default: the --out folder name)")
     p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--prune", type=float, default=0.32, help="fraction of channels removed in each prunable group")
+    p.add_argument("--macs", type=float, default=0.74,
+                   help="share of the unpruned multiply-accumulates to keep, allocated by measured block sensitivity "
+                        "(--scope hidden)")
+    p.add_argument("--prune", type=float, default=None,
+                   help="instead of --macs: fraction of channels removed in each prunable group (required for --scope all)")
+    p.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="fine-tune with the BatchNorm statistics fixed as recalibrated")
     p.add_argument("--scope", choices=("hidden", "all"), default="hidden",
                    help="hidden: only the blocks' expansion channels (keeps the function close); all: every channel group "
                         "(torch-pruning)")
-    p.add_argument("--epochs", type=int, default=8, help="fine-tune epochs after pruning (0: none)")
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--epochs", type=int, default=6, help="fine-tune epochs after pruning (0: none)")
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--distill", type=float, default=1.0, help="weight of the distillation loss from the unpruned model (0: off)")
-    p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (lower: match the top label more closely)")
+    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (lower: match the top label more closely)")
     p.add_argument("--calibration", type=int, default=512, help="training images used to calibrate int8 ranges")
     p.add_argument("--calibrate-method", default="minmax", choices=["minmax", "percentile", "entropy"],
                    help="how activation ranges are set from the calibration images")
+    p.add_argument("--weight-type", default="uint8", choices=["uint8", "int8"],
+                   help="int8 weight encoding: uint8 (U8U8) gives the same results on every CPU; int8 (U8S8) can saturate "
+                        "on x86 without VNNI (see emod.training.export)")
     p.add_argument("--select", default="agreement", choices=["accuracy", "agreement"],
                    help="keep the fine-tune epoch with the best PublicTest accuracy, or the best top-label agreement with "
                         "the unpruned model")
@@ -99,6 +113,12 @@ def main(argv=None) -> int:
     if not registry.NAME_RE.match(name):
         print(f"error: invalid model name {name!r}", file=sys.stderr)
         return 2
+    if not 0.0 < args.macs <= 1.0:
+        print(f"error: --macs must be a share in (0, 1], not {args.macs}", file=sys.stderr)
+        return 2
+    if args.scope == "all" and args.prune is None:
+        print("error: --scope all needs --prune", file=sys.stderr)
+        return 2
     meta = json.loads((args.model / "preprocessor_config.json").read_text())
     prep = Preprocess(meta["input_size"], **{k: v for k, v in meta["emod_preprocess"].items()})
     teacher = load_dir(args.model).eval()
@@ -117,22 +137,38 @@ def main(argv=None) -> int:
     xt = np.stack([prep.resize(im) for im in train.images])
     xp = np.stack([prep.resize(im) for im in public.images])
     yt = torch.from_numpy(train.labels)
-    sample = xt[np.random.default_rng(args.seed + 1).permutation(len(xt))[:RECALIBRATION_IMAGES]]
+    order = np.random.default_rng(args.seed + 1).permutation(len(xt))
+    n_recal = min(RECALIBRATION_IMAGES, len(xt) // 2)
+    sample = xt[order[:n_recal]]
+    held_out = xt[order[n_recal : n_recal + SENSITIVITY_IMAGES]]  # judges the pruning options
 
-    def sample_batches():
-        for i in range(0, len(sample), 256):
-            yield torch.from_numpy(prep.normalize(sample[i : i + 256]))
+    def sample_batches(n: int = RECALIBRATION_IMAGES):
+        for i in range(0, min(n, len(sample)), 256):
+            yield torch.from_numpy(prep.normalize(sample[i : min(i + 256, n)]))
 
-    removed = None  # share of the hidden channels really removed (each block keeps a multiple of 8)
+    removed = allocation = None
+    only = None  # BatchNorms to recalibrate (None: all)
     if args.scope == "hidden":
-        widths = prune_hidden(student, hidden_importance(student, sample_batches()), args.prune)
+        importance = hidden_importance(student, sample_batches())
+        if args.prune is not None:
+            keep = args.prune
+        else:
+            table = block_sensitivity(student, importance, SENSITIVITY_RATIOS, lambda: sample_batches(SENSITIVITY_IMAGES),
+                                      torch.from_numpy(prep.normalize(held_out)), lambda m: count_macs(m, x),
+                                      progress=not args.no_progress)
+            keep = allocate(table, hidden_widths(student), math.ceil(macs0 * (1 - args.macs)))
+            allocation = [{"hidden": len(imp), "keep": k, "options": [vars(o) for o in opts]}
+                          for imp, k, opts in zip(importance, keep, table)]
+        widths = prune_hidden(student, importance, keep)
+        only = downstream_bns(student, widths)
         removed = 1 - sum(a for _, a in widths) / sum(n for n, _ in widths)
-        print(f"expansion channels removed: {removed:.1%}", flush=True)
+        print("hidden channels kept per block: " + " ".join(f"{a}/{n}" for n, a in widths)
+              + f" ({removed:.1%} removed)", flush=True)
     else:
         prune_all(student, prep.input_size, prep.channels, args.prune)
     macs1 = count_macs(student, x)
     params1 = sum(p.numel() for p in student.parameters())
-    print(f"pruned {args.prune:.0%} of the {args.scope} channels: MACs {macs0 / 1e6:.1f}M -> {macs1 / 1e6:.1f}M "
+    print(f"pruned the {args.scope} channels: MACs {macs0 / 1e6:.1f}M -> {macs1 / 1e6:.1f}M "
           f"({macs1 / macs0:.1%}), params {params0 / 1e6:.2f}M -> {params1 / 1e6:.2f}M", flush=True)
 
     teacher_top = evaluate_logits(teacher, xp, prep, device).argmax(1)
@@ -147,7 +183,7 @@ def main(argv=None) -> int:
 
     acc_teacher = float((teacher_top == public.labels).mean())
     acc_raw, agree_raw = public_scores(student)
-    recalibrate_bn(student, sample_batches)
+    recalibrate_bn(student, sample_batches, only=only)
     acc_pruned, agree_pruned = public_scores(student)
     print(f"PublicTest: unpruned {acc_teacher:.4f}; pruned {acc_raw:.4f} (agreement {agree_raw:.4f}), after BatchNorm "
           f"recalibration {acc_pruned:.4f} (agreement {agree_pruned:.4f})", flush=True)
@@ -168,7 +204,7 @@ def main(argv=None) -> int:
             t0 = time.time()
             loss, tacc = train_one_epoch(student, xt, yt, prep, opt, sched, gen, device, args.batch_size, cw, 0.1, scaler,
                                          teacher=teacher if args.distill else None, kd_alpha=args.distill,
-                                         kd_temperature=args.temperature,
+                                         kd_temperature=args.temperature, freeze_bn=args.freeze_bn,
                                          desc=f"fine-tune {ep + 1}/{args.epochs}", progress=not args.no_progress)
             acc, agree = public_scores(student)
             history.append({"epoch": ep + 1, "loss": loss, "train_acc": tacc, "public_acc": acc, "public_agreement": agree,
@@ -189,7 +225,8 @@ def main(argv=None) -> int:
         cal_idx = rng.permutation(len(xt))[: args.calibration]
         if args.keep_fp32:
             shutil.copy(fp32, args.keep_fp32)
-        quantize_int8(fp32, tmp / "model.onnx", prep.normalize(xt[cal_idx]), method=args.calibrate_method)
+        quantize_int8(fp32, tmp / "model.onnx", prep.normalize(xt[cal_idx]), method=args.calibrate_method,
+                      weight_type=args.weight_type)
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
@@ -201,14 +238,17 @@ def main(argv=None) -> int:
 
     registry.write_manifest(out, name, "onnx", prep.input_size, prep.as_manifest(),
                             description=f"MobileNetV2, {args.prune if removed is None else removed:.0%} of {args.scope} channels "
-                                        "pruned, distilled, int8 (ONNX Runtime QDQ; stem conv and classifier fp32)",
+                                        f"pruned ({macs1 / macs0:.0%} of the MACs), distilled, int8 (ONNX Runtime QDQ, "
+                                        f"{args.weight_type} weights; stem conv and classifier fp32)",
                             extra={"source_model": str(args.model), "macs": macs1, "params": params1,
                                    **({"tta": args.tta} if args.tta else {})})
     q = load(str(out), threads=2)
     q.tta_flip = False  # what quantization costs: the int8 model scored like the fp32 ones above, without mirror averaging
     top_int8 = np.concatenate([q.classify(public.images[i : i + 256]) for i in range(0, len(public), 256)]).argmax(1)
     acc_int8, agree_int8 = float((top_int8 == public.labels).mean()), float((top_int8 == teacher_top).mean())
-    report = {"name": name, "prune_ratio": args.prune, "prune_scope": args.scope, "hidden_removed": removed,
+    report = {"name": name, "prune_ratio": args.prune, "macs_target": None if args.prune is not None else args.macs,
+              "prune_scope": args.scope, "hidden_removed": removed, "allocation": allocation,
+              "freeze_bn": args.freeze_bn, "weight_type": args.weight_type,
               "macs_before": macs0, "macs_after": macs1, "params_before": params0,
               "params_after": params1,
               "public_acc": {"unpruned": acc_teacher, "pruned": acc_raw, "recalibrated": acc_pruned, "fine_tuned": best_acc,

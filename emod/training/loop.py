@@ -32,13 +32,19 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
 
 def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, opt, sched, gen: torch.Generator,
                     device, batch_size: int, class_w: torch.Tensor, label_smoothing: float, scaler, ema=None,
-                    teacher=None, kd_temperature: float = 4.0, kd_alpha: float = 0.5, desc: str = "", progress: bool = True):
+                    teacher=None, kd_temperature: float = 4.0, kd_alpha: float = 0.5, desc: str = "", progress: bool = True,
+                    freeze_bn: bool = False):
     """One pass over the training set; returns (mean loss, accuracy on augmented batches).
 
     With a ``teacher``, the loss mixes hard-label cross-entropy with the KL divergence
-    to the teacher's softened predictions (knowledge distillation).
+    to the teacher's softened predictions (knowledge distillation). ``freeze_bn`` keeps every
+    BatchNorm's running statistics as they are (the layers normalise with them while training).
     """
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     steps = (len(xt) + batch_size - 1) // batch_size
     perm = torch.randperm(len(xt), generator=gen)
     tot_loss = tot_ok = seen = 0

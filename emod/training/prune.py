@@ -13,7 +13,10 @@ column in the projection. Channels are ranked within each block; a block keeps a
 
 After pruning, the BatchNorm running statistics downstream no longer match what their inputs look
 like; :func:`recalibrate_bn` re-estimates them from images (on the model measured here this alone
-lifts the magnitude-pruned network from 19 % to 53 % PublicTest accuracy).
+lifts the magnitude-pruned network from 19 % to 53 % PublicTest accuracy). Only the BatchNorms
+whose inputs changed need it (:func:`downstream_bns`): re-estimating every one also moves the
+statistics training left (they are running averages over augmented batches, not the plain average
+over clean images), which on the unpruned model alone cost 6 points of top-label agreement with it.
 """
 
 from __future__ import annotations
@@ -75,32 +78,68 @@ def _slice_bn(bn: nn.BatchNorm2d, keep: torch.Tensor) -> None:
     bn.num_features = len(keep)
 
 
-def prune_hidden(model: nn.Module, importance: list[torch.Tensor], ratio: float, round_to: int = 8) -> list[tuple[int, int]]:
-    """Remove ``ratio`` of each block's hidden channels (the least important); returns (before, after) per block."""
+def keep_counts(importance: list[torch.Tensor], ratio: float, round_to: int = 8) -> list[int]:
+    """Channels each block keeps when ``ratio`` of every block's hidden channels go (a multiple of ``round_to``)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio must be in [0, 1), not {ratio}")
+    return [max(round_to, int(math.ceil(len(imp) * (1 - ratio) / round_to) * round_to)) for imp in importance]
+
+
+def prune_block(block: nn.Module, importance: torch.Tensor, keep_n: int) -> None:
+    """Keep the ``keep_n`` most important hidden channels of one inverted-residual block."""
+    keep = torch.sort(torch.argsort(importance, descending=True)[:keep_n]).values
+    _slice_conv(block.expand_1x1.convolution, keep, 0)
+    _slice_bn(block.expand_1x1.normalization, keep)
+    _slice_conv(block.conv_3x3.convolution, keep, 0)
+    _slice_bn(block.conv_3x3.normalization, keep)
+    _slice_conv(block.reduce_1x1.convolution, keep, 1)
+
+
+def prune_hidden(model: nn.Module, importance: list[torch.Tensor], keep: float | list[int],
+                 round_to: int = 8) -> list[tuple[int, int]]:
+    """Prune every block's hidden channels: KEEP is a ratio removed from each block, or a count kept per block.
+
+    Returns (before, after) per block.
+    """
+    counts = keep_counts(importance, keep, round_to) if isinstance(keep, float) else list(keep)
+    if len(counts) != len(importance):
+        raise ValueError(f"{len(counts)} keep counts for {len(importance)} blocks")
     widths = []
-    for b, imp in zip(_blocks(model), importance):
-        n = len(imp)
-        keep_n = max(round_to, int(math.ceil(n * (1 - ratio) / round_to) * round_to))
-        keep = torch.sort(torch.argsort(imp, descending=True)[:keep_n]).values
-        _slice_conv(b.expand_1x1.convolution, keep, 0)
-        _slice_bn(b.expand_1x1.normalization, keep)
-        _slice_conv(b.conv_3x3.convolution, keep, 0)
-        _slice_bn(b.conv_3x3.normalization, keep)
-        _slice_conv(b.reduce_1x1.convolution, keep, 1)
-        widths.append((n, keep_n))
+    for b, imp, keep_n in zip(_blocks(model), importance, counts):
+        if not 0 < keep_n <= len(imp):
+            raise ValueError(f"a block with {len(imp)} hidden channels cannot keep {keep_n}")
+        if keep_n < len(imp):
+            prune_block(b, imp, keep_n)
+        widths.append((len(imp), keep_n))
     return widths
 
 
-def recalibrate_bn(model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]]) -> None:
-    """Re-estimate every BatchNorm's running mean and variance as the plain average over BATCHES()."""
+def downstream_bns(model: nn.Module, widths: list[tuple[int, int]]) -> list[nn.Module]:
+    """BatchNorms whose inputs change when blocks are pruned to WIDTHS: from the first pruned block's projection on.
+
+    Relies on the modules being registered in execution order (true of MobileNetV2).
+    """
+    blocks = _blocks(model)
+    first = next((i for i, (n, k) in enumerate(widths) if k < n), None)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if first is None:
+        return []
+    return bns[bns.index(blocks[first].reduce_1x1.normalization):]
+
+
+def recalibrate_bn(model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]], only: list[nn.Module] | None = None) -> None:
+    """Re-estimate BatchNorm running means and variances as the plain average over BATCHES().
+
+    ``only``: just these BatchNorms (the others keep the statistics they were trained with).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if only is None else list(only)
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    model.train()
+    model.eval()
+    for m in bns:
+        m.train()
     with torch.no_grad():
         for xb in batches():
             model(pixel_values=xb)

@@ -15,3 +15,25 @@ def test_shipped_model_verifies_and_keeps_label_order(name, monkeypatch):
     assert info.manifest["labels"] == list(LABELS)
     assert "private" in info.manifest["metrics"]
 
+
+def test_full_and_quant_agree_on_private_test_faces(monkeypatch):
+    """The pruned int8 model stands in for the full one: same top label on >= 95 % of 400 PrivateTest faces."""
+    import cv2
+    import numpy as np
+
+    from emod.datasets import fer2013
+    from emod.models import classifier
+
+    monkeypatch.delenv("EMOD_MODELS_DIR", raising=False)
+    root = fer2013.default_root()
+    files = sorted((root / "test").glob("*/PrivateTest_*"))
+    if not files:
+        pytest.skip(f"FER2013 PrivateTest not found under {root} (set $EMOD_FER2013)")
+    pick = [files[i] for i in np.random.default_rng(0).permutation(len(files))[:400]]
+    faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pick]
+    truth = np.array([LABELS.index(p.parent.name) for p in pick])
+    full, quant = (classifier.load(name, threads=2).classify(faces).argmax(1) for name in ("full", "quant"))
+    agreement = float((full == quant).mean())
+    assert agreement >= 0.95, f"full and quant agree on {agreement:.1%} of {len(faces)} faces"
+    # both are real classifiers on these faces, not constant outputs that agree trivially
+    assert (full == truth).mean() > 0.5 and (quant == truth).mean() > 0.5 and len(set(full.tolist())) >= 5

@@ -49,8 +49,11 @@ def test_widths_are_multiples_of_round_to_and_ratio_is_checked():
     widths = prune_hidden(m, hidden_importance(m, [torch.randn(2, 1, 32, 32)]), 0.3)
     assert all(a % 8 == 0 and 8 <= a <= n for n, a in widths)
     assert sum(a for _, a in widths) < 0.8 * sum(n for n, _ in widths)
+    imp = hidden_importance(m, [torch.randn(2, 1, 32, 32)])
     with pytest.raises(ValueError, match="prune ratio"):
-        prune_hidden(m, [], 1.0)
+        prune_hidden(m, imp, 1.0)
+    with pytest.raises(ValueError, match="importance vectors"):
+        prune_hidden(m, imp[:-1], 0.3)
 
 
 def test_recalibration_sets_statistics_to_the_data():
@@ -93,6 +96,7 @@ def test_partial_recalibration_leaves_the_unpruned_front_alone():
 def test_keep_counts_and_bad_widths():
     imp = [torch.rand(96), torch.rand(20)]
     assert keep_counts(imp, 0.5) == [48, 16]  # 10 rounds up to a multiple of 8
+    assert keep_counts(imp, 0.1) == [88, 20]  # 18 would round up to 24: never more than the block has
     with pytest.raises(ValueError, match="cannot keep"):
         prune_hidden(_model(), [torch.rand(n) for n in [3] * len(_blocks(_model()))], [4] * len(_blocks(_model())))
     with pytest.raises(ValueError, match="keep counts"):

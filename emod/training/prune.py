@@ -22,6 +22,7 @@ over clean images), which on the unpruned model alone cost 6 points of top-label
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable
 
 import torch
@@ -82,7 +83,7 @@ def keep_counts(importance: list[torch.Tensor], ratio: float, round_to: int = 8)
     """Channels each block keeps when ``ratio`` of every block's hidden channels go (a multiple of ``round_to``)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio must be in [0, 1), not {ratio}")
-    return [max(round_to, int(math.ceil(len(imp) * (1 - ratio) / round_to) * round_to)) for imp in importance]
+    return [min(len(imp), max(round_to, int(math.ceil(len(imp) * (1 - ratio) / round_to) * round_to))) for imp in importance]
 
 
 def prune_block(block: nn.Module, importance: torch.Tensor, keep_n: int) -> None:
@@ -95,17 +96,21 @@ def prune_block(block: nn.Module, importance: torch.Tensor, keep_n: int) -> None
     _slice_conv(block.reduce_1x1.convolution, keep, 1)
 
 
-def prune_hidden(model: nn.Module, importance: list[torch.Tensor], keep: float | list[int],
+def prune_hidden(model: nn.Module, importance: list[torch.Tensor], how: float | list[int],
                  round_to: int = 8) -> list[tuple[int, int]]:
-    """Prune every block's hidden channels: KEEP is a ratio removed from each block, or a count kept per block.
+    """Prune every block's hidden channels. HOW: the share removed from each block (a number), or
+    the count each block keeps (a list).
 
     Returns (before, after) per block.
     """
-    counts = keep_counts(importance, keep, round_to) if isinstance(keep, float) else list(keep)
-    if len(counts) != len(importance):
-        raise ValueError(f"{len(counts)} keep counts for {len(importance)} blocks")
+    blocks = _blocks(model)
+    if len(importance) != len(blocks):
+        raise ValueError(f"{len(importance)} importance vectors for {len(blocks)} blocks")
+    counts = keep_counts(importance, float(how), round_to) if isinstance(how, numbers.Real) else list(how)
+    if len(counts) != len(blocks):
+        raise ValueError(f"{len(counts)} keep counts for {len(blocks)} blocks")
     widths = []
-    for b, imp, keep_n in zip(_blocks(model), importance, counts):
+    for b, imp, keep_n in zip(blocks, importance, counts):
         if not 0 < keep_n <= len(imp):
             raise ValueError(f"a block with {len(imp)} hidden channels cannot keep {keep_n}")
         if keep_n < len(imp):
@@ -130,7 +135,8 @@ def downstream_bns(model: nn.Module, widths: list[tuple[int, int]]) -> list[nn.M
 def recalibrate_bn(model: nn.Module, batches: Callable[[], Iterable[torch.Tensor]], only: list[nn.Module] | None = None) -> None:
     """Re-estimate BatchNorm running means and variances as the plain average over BATCHES().
 
-    ``only``: just these BatchNorms (the others keep the statistics they were trained with).
+    ``only``: just these BatchNorms (the others keep the statistics they were trained with);
+    an empty list re-estimates nothing (the batches still run).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if only is None else list(only)
     saved = [m.momentum for m in bns]

@@ -1,0 +1,30 @@
+"""The shared training step (emod.training.loop): distillation with frozen BatchNorm statistics."""
+
+import numpy as np
+import pytest
+import torch
+
+from emod.models.preprocess import Preprocess
+from emod.training.loop import train_one_epoch
+from test_prune import _model
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_bn_keeps_running_statistics_while_weights_learn(freeze):
+    student, teacher = _model(5), _model(6)
+    prep = Preprocess(32)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 32, 32), dtype=np.uint8)
+    y = torch.from_numpy(rng.integers(0, 7, 32))
+    bns = [m for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats = [(b.running_mean.clone(), b.running_var.clone(), int(b.num_batches_tracked)) for b in bns]
+    affine = [b.weight.detach().clone() for b in bns]
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
+    train_one_epoch(student, x, y, prep, opt, sched, torch.Generator().manual_seed(0), torch.device("cpu"), 16,
+                    torch.ones(7), 0.0, torch.amp.GradScaler("cuda", enabled=False), teacher=teacher.eval(),
+                    kd_alpha=1.0, kd_temperature=1.0, progress=False, freeze_bn=freeze)
+    unchanged = [torch.equal(b.running_mean, m) and torch.equal(b.running_var, v) and int(b.num_batches_tracked) == n
+                 for b, (m, v, n) in zip(bns, stats)]
+    assert all(unchanged) if freeze else not any(unchanged)
+    assert any(not torch.equal(b.weight, w) for b, w in zip(bns, affine))  # the affine parameters still train

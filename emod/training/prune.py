@@ -80,7 +80,8 @@ def _slice_bn(bn: nn.BatchNorm2d, keep: torch.Tensor) -> None:
 
 
 def keep_counts(importance: list[torch.Tensor], ratio: float, round_to: int = 8) -> list[int]:
-    """Channels each block keeps when ``ratio`` of every block's hidden channels go (a multiple of ``round_to``)."""
+    """Channels each block keeps when ``ratio`` of every block's hidden channels go: rounded up to a multiple of
+    ``round_to``, at least ``round_to`` and at most the block's width."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio must be in [0, 1), not {ratio}")
     return [min(len(imp), max(round_to, int(math.ceil(len(imp) * (1 - ratio) / round_to) * round_to))) for imp in importance]

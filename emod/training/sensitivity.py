@@ -106,4 +106,5 @@ def allocate(table: list[list[Option]], hidden: list[int], macs_to_save: int) ->
 
 
 def hidden_widths(model: nn.Module) -> list[int]:
+    """Each inverted-residual block's current number of hidden (expansion) channels."""
     return [b.expand_1x1.convolution.out_channels for b in _blocks(model)]

@@ -34,7 +34,12 @@ def test_sensitivity_measures_real_options_and_the_allocation_meets_the_budget()
     def macs(model):
         return int(tp.utils.count_ops_and_params(model, x0)[0])
 
-    table = block_sensitivity(m, imp, (0.5, 0.25), lambda: iter([x[:8]]), x[8:], macs, progress=False)
+    def logits(model):
+        model.eval()
+        with torch.no_grad():
+            return model(pixel_values=x[8:]).logits
+
+    table = block_sensitivity(m, imp, (0.5, 0.25), lambda: iter([x[:8]]), logits, macs, progress=False)
     assert len(table) == len(imp)
     for opts, i in zip(table, imp):
         assert [o.keep for o in opts] == sorted({o.keep for o in opts}, reverse=True) and opts[0].keep < len(i)

@@ -165,7 +165,8 @@ def main(argv=None) -> int:
             keep = hidden_widths(student)
         else:
             table = block_sensitivity(student, importance, SENSITIVITY_RATIOS, lambda: sample_batches(SENSITIVITY_IMAGES),
-                                      torch.from_numpy(prep.normalize(held_out)), lambda m: count_macs(m, x),
+                                      lambda m: torch.from_numpy(evaluate_logits(m, held_out, prep, device)),
+                                      lambda m: count_macs(m, x),
                                       progress=not args.no_progress)
             try:
                 keep = allocate(table, hidden_widths(student), math.ceil(macs0 * (1 - args.macs)))

@@ -137,9 +137,11 @@ def recalibrate_bn(model: nn.Module, batches: Callable[[], Iterable[torch.Tensor
     """Re-estimate BatchNorm running means and variances as the plain average over BATCHES().
 
     ``only``: just these BatchNorms (the others keep the statistics they were trained with);
-    an empty list re-estimates nothing (the batches still run).
+    an empty list re-estimates nothing, and runs no batch.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if only is None else list(only)
+    if not bns:
+        return
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()

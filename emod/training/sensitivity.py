@@ -37,23 +37,18 @@ class Option:
     kl: float
 
 
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(pixel_values=x[i : i + 256]).logits for i in range(0, len(x), 256)])
-
-
 def block_sensitivity(model: nn.Module, importance: list[torch.Tensor], ratios: Iterable[float],
-                      recal_batches: Callable[[], Iterable[torch.Tensor]], x_eval: torch.Tensor,
+                      recal_batches: Callable[[], Iterable[torch.Tensor]], logits: Callable[[nn.Module], torch.Tensor],
                       count_macs: Callable[[nn.Module], int], round_to: int = 8,
                       progress: bool = True) -> list[list[Option]]:
-    """Per block, the options of pruning it (alone) by each of RATIOS, measured on X_EVAL (normalised images).
+    """Per block, the options of pruning it (alone) by each of RATIOS, judged by LOGITS(model): its logits on
+    held-out images (tools/optimize.py passes ``emod.training.loop.evaluate_logits``).
 
     Options keep strictly fewer channels one after the other: a ratio that rounds to the width of
     the one before (or to the whole block) is left out.
     """
     ratios = sorted(set(ratios))
-    reference = F.softmax(_logits(model, x_eval), 1)
+    reference = F.softmax(logits(model), 1)
     macs0 = count_macs(model)
     n_blocks = len(importance)
     table: list[list[Option]] = [[] for _ in range(n_blocks)]
@@ -69,7 +64,7 @@ def block_sensitivity(model: nn.Module, importance: list[torch.Tensor], ratios: 
             trial = copy.deepcopy(model)
             widths = prune_hidden(trial, importance, counts)
             recalibrate_bn(trial, recal_batches, only=downstream_bns(trial, widths))
-            kl = F.kl_div(F.log_softmax(_logits(trial, x_eval), 1), reference, reduction="batchmean")
+            kl = F.kl_div(F.log_softmax(logits(trial), 1), reference, reduction="batchmean")
             table[b].append(Option(keep, macs0 - count_macs(trial), max(0.0, float(kl))))
             bar.update()
     bar.close()

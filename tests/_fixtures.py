@@ -24,6 +24,7 @@ BIN = Path(sys.executable).parent
 EMOD = BIN / "emod"
 EMOD_STATS = BIN / "emod-stats"
 HAMILTON = REPO.parent / "shared" / "media" / "video" / "short_hamilton_clip.mp4"
+DEMO = REPO / "emod" / "data" / "demo" / "demo.mp4"  # bundled with the package: daemon tests need no shared media
 TINY = "tiny"
 
 
@@ -63,11 +64,16 @@ def short_tmp() -> Path:
 
 
 @pytest.fixture
-def hamilton() -> Path:
-    """The short face clip the daemon tests play in a loop (skips when the shared media is absent)."""
-    if not HAMILTON.is_file():
-        pytest.skip(f"shared test clip {HAMILTON} is absent")
-    return HAMILTON
+def clip() -> Path:
+    """The face clip the daemon tests play in a loop: the bundled demo clip (one man, 62 frames), never skipped."""
+    assert DEMO.is_file(), f"the bundled demo clip {DEMO} is missing from the package"
+    return DEMO
+
+
+@pytest.fixture
+def hamilton(clip) -> Path:
+    """The daemon tests' clip under its old name: the bundled demo clip (see :func:`clip`), not the shared media."""
+    return clip
 
 
 def read_video(path: Path) -> list:
@@ -120,6 +126,7 @@ class Daemon:
         self.rundir, self.statedir = root / "run", root / "state"
         self.log_path = root / "emod.log"
         self.log = open(self.log_path, "wb")
+        self.source = source
         argv = [str(EMOD), "run", "--runtime-dir", str(self.rundir), "--state-dir", str(self.statedir),
                 "--source", str(source), "--loop", "--model", TINY, *args]
         self.proc = subprocess.Popen(argv, env={**base_env(models_dir), **(env or {})}, stdin=subprocess.DEVNULL,

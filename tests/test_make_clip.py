@@ -97,7 +97,7 @@ def test_same_seed_same_clip(tmp_path, fer_root) -> None:
 
 
 def test_check_mode_reports_recall_and_skew(clip, tiny_models, tmp_path) -> None:
-    """--check runs the clip through FacePipeline with the tiny model and writes a report with recall in [0, 1]."""
+    """--check runs the clip through FacePipeline with the tiny model and writes a report whose recall shows Haar finding most faces and whose rates add up from its counts."""
     out, truth = clip
     report_path = tmp_path / "report.json"
     r = subprocess.run([sys.executable, str(TOOL), "--check", str(out), "--truth", str(truth), "--model", TINY,
@@ -113,7 +113,14 @@ def test_check_mode_reports_recall_and_skew(clip, tiny_models, tmp_path) -> None
     side = json.loads(truth.read_text())
     assert rep["model"] == TINY and rep["detector"] == "haar" and rep["frames"] == 30
     assert rep["faces"] == sum(len(f["faces"]) for f in side["frames"])
-    assert 0.0 <= rep["recall"] <= 1.0 and rep["detected"] <= rep["faces"]
-    assert 0.0 <= rep["direct_accuracy"] <= 1.0
+    # Haar finds about three faces in four on these clips (76 % on the 14,000-frame one); a matcher that finds
+    # nothing, or one that matches every box, fails here
+    assert rep["recall"] >= 0.5 and rep["precision"] >= 0.8, (rep["recall"], rep["precision"])
+    assert rep["recall"] == pytest.approx(rep["detected"] / rep["faces"], abs=1e-3)
+    assert rep["precision"] == pytest.approx(rep["detected"] / rep["detections"], abs=1e-3)
     assert set(rep["per_label"]) == set(LABELS)
-    assert sum(v["faces"] for v in rep["per_label"].values()) == rep["faces"]
+    per = rep["per_label"].values()
+    assert sum(v["faces"] for v in per) == rep["faces"] and sum(v["detected"] for v in per) == rep["detected"]
+    # the accuracies are counts of this clip's faces, not free numbers
+    assert rep["direct_accuracy"] == pytest.approx(sum(v["direct_correct"] for v in per) / rep["faces"], abs=1e-3)
+    assert rep["pipeline_accuracy"] == pytest.approx(sum(v["pipeline_correct"] for v in per) / rep["detected"], abs=1e-3)

@@ -1,9 +1,14 @@
 """The shipped models load offline from the repository and verify."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from emod.labels import LABELS
 from emod.models import registry
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @pytest.mark.parametrize("name", ["full", "quant"])
@@ -13,7 +18,12 @@ def test_shipped_model_verifies_and_keeps_label_order(name, monkeypatch):
     info = registry.find(name)
     registry.verify(info)
     assert info.manifest["labels"] == list(LABELS)
-    assert "private" in info.manifest["metrics"]
+    private = info.manifest["metrics"]["private"]
+    report = json.loads((DOCS / f"eval-{name}.json").read_text())  # what tools/evaluate.py measured (README figures)
+    assert private["split"] == report["split"] == "private" and private["n"] == report["n"] == 3589
+    assert private["accuracy"] == pytest.approx(report["accuracy"], abs=5e-4)
+    assert private["macro_f1"] == pytest.approx(report["macro_f1"], abs=5e-4)
+    assert 0.5 < private["accuracy"] < 1.0  # a trained classifier: chance is 1/7 (25 % for the majority label)
 
 
 def test_full_and_quant_agree_on_private_test_faces(monkeypatch):

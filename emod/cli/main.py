@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emod import config
+from emod import config, protocol
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
@@ -46,9 +46,9 @@ def cmd_run(args) -> int:
     except AlreadyRunning as e:
         print(f"emod: {e}", file=sys.stderr)
         return 1
-    except ModelError as e:
+    except ModelError as e:  # --model on the command line is a bad request (2); the config's model a bad config (78)
         print(f"emod: {e}", file=sys.stderr)
-        return config.EXIT_CONFIG
+        return protocol.EXIT_CODES[protocol.E_UNKNOWN_MODEL] if args.model else config.EXIT_CONFIG
     except OSError as e:  # e.g. the Prometheus port is taken, or the runtime directory is not writable
         print(f"emod: {e}", file=sys.stderr)
         return 1

@@ -2,8 +2,8 @@
 
 Owns the classifier and hot-swaps it: ``set-model`` loads the new model in a thread
 beside the old one (which keeps serving), warms it up, swaps, and answers once the
-new model has classified a frame; on any failure the old model stays and the caller
-gets the reason.
+new model has classified a frame, or after 2 s without frames (the reply's ``first_inference``
+is ``"frame"`` or ``"warm-up"``); on any failure the old model stays and the caller gets the reason.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class FacePipeline:
         t1 = time.perf_counter()
         faces: list[FaceResult] = []
         if dets:
-            crops = [crop_face(gray, d.box, self.margin) for d in dets]
+            crops = [crop_face(frame, d.box, self.margin) for d in dets]  # colour crops: Preprocess makes them gray exactly
             probs = self.classifier.classify(crops)
             for d, p in zip(dets, probs):
                 faces.append(FaceResult(d.box, d.score, p.tolist(), LABELS[int(np.argmax(p))]))

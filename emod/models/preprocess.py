@@ -4,14 +4,18 @@ A face crop (grayscale uint8, any size) is first reduced to FER2013's 48x48 with
 averaging, so a sharp camera crop looks like the training data, then resized to the
 model's input size and normalised. FER2013 images are already 48x48, so for them the
 first step is the identity.
+
+Every step is exact integer arithmetic (:mod:`emod.models.pixels`), so the classifier's
+input tensor is the same on a Raspberry Pi as on a PC, whatever SIMD path OpenCV would take.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from emod.models.pixels import area_resize, bgr_to_gray, linear_resize
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,18 @@ class Preprocess:
         return {"channels": self.channels, "mean": self.mean, "std": self.std, "source_size": self.source_size}
 
     def resize(self, crop: np.ndarray) -> np.ndarray:
-        """Grayscale uint8 crop -> uint8 (input_size, input_size)."""
+        """uint8 crop, grayscale (H, W) or BGR (H, W, 3) -> uint8 (input_size, input_size), the same bytes on every CPU.
+
+        Area averaging to ``source_size`` then bilinear to ``input_size``; on x86 the bytes
+        equal OpenCV's ``INTER_AREA``/``INTER_LINEAR`` (bit for bit for FER2013's 48 -> 64).
+        """
         if crop.ndim == 3:
-            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            crop = bgr_to_gray(crop)
         s = self.source_size
         if crop.shape != (s, s):
-            crop = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA)
+            crop = area_resize(crop, (s, s))
         if s != self.input_size:
-            crop = cv2.resize(crop, (self.input_size, self.input_size), interpolation=cv2.INTER_LINEAR)
+            crop = linear_resize(crop, (self.input_size, self.input_size))
         return crop
 
     def normalize(self, batch: np.ndarray) -> np.ndarray:

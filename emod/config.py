@@ -53,8 +53,10 @@ class Capture:
 @dataclass
 class Infer:
     model: str = opt("quant", "Model name from the registry (emod-ctl models); a persisted set-model choice overrides it.")
-    detector: str = opt("haar", "Face detector: haar (bundled with OpenCV) or yunet (needs yunet_model).", ("haar", "yunet"))
-    yunet_model: str = opt("", "Path of face_detection_yunet_2023mar.onnx for the yunet detector.")
+    detector: str = opt("yunet", "Face detector: yunet (bundled with emod; colour, landmarks) or haar (OpenCV's frontal-face "
+                        "cascade; see README: Face detectors).", ("yunet", "haar"))
+    yunet_model: str = opt("", "YuNet ONNX file for the yunet detector; empty: the bundled, SHA-256-checked "
+                           "face_detection_yunet_2023mar.onnx.")
     detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
@@ -232,8 +234,8 @@ def check(cfg: Config, origin: str) -> None:
         (cfg.telemetry.interval >= 0.1, "telemetry.interval must be at least 0.1 s"),
         (cfg.supervisor.heartbeat_timeout > 2 * cfg.telemetry.interval,
          "supervisor.heartbeat_timeout must exceed twice telemetry.interval (stages report once per interval)"),
-        (cfg.infer.detector != "yunet" or Path(cfg.infer.yunet_model).is_file(),
-         f"infer.detector = yunet needs infer.yunet_model to name an existing file (got {cfg.infer.yunet_model!r})"),
+        (cfg.infer.detector != "yunet" or not cfg.infer.yunet_model or Path(cfg.infer.yunet_model).is_file(),
+         f"infer.yunet_model must be empty (the bundled model) or name an existing file (got {cfg.infer.yunet_model!r})"),
     ]
     for ok, message in rules:
         if not ok:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from emod.labels import LABELS
@@ -32,12 +31,15 @@ class FacePipeline:
         self.detector, self.classifier, self.margin = detector, classifier, margin
 
     def process(self, frame: np.ndarray) -> tuple[list[FaceResult], float, float]:
-        """Returns (faces, detect_ms, classify_ms); all faces are classified in one batch."""
+        """FRAME (H x W x 3 BGR, or H x W grey, uint8) -> (faces, detect_ms, classify_ms).
+
+        The detector sees the frame as it is (colour, in OpenCV's B, G, R order from every source);
+        the classifier's preprocessing makes each crop grey. All faces are classified in one batch.
+        """
         t0 = time.perf_counter()
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[..., 0]
-        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        dets = self.detector.detect(gray)
+        dets = self.detector.detect(frame)
         t1 = time.perf_counter()
         faces: list[FaceResult] = []
         if dets:

@@ -8,11 +8,11 @@ ground truth sidecar:
     python tools/make_clip.py --out clip.mp4 --truth clip.json [--n 300] [--fps 10] [--size 640x480]
                               [--seed 0] [--data DIR] [--split private]
 
-Check a model on it, through the daemon's own path (``emod.pipeline.FacePipeline`` with the
-detector and margin of the default ``[infer]`` config), against classifying the same FER
-images directly (``Classifier.classify`` on the 48x48 originals):
+Check a model on it, through the daemon's own path (``emod.pipeline.FacePipeline`` built from
+the ``[infer]`` section of ``--config FILE``, else the defaults, as ``emod run`` builds it),
+against classifying the same FER images directly (``Classifier.classify`` on the 48x48 originals):
 
-    python tools/make_clip.py --check clip.mp4 --truth clip.json --model quant [--json report.json]
+    python tools/make_clip.py --check clip.mp4 --truth clip.json --model quant [--config FILE] [--json report.json]
 
 Sidecar (``--truth``): ``frames[i].faces[j]`` = ``{"box": [x, y, w, h], "label", "file", "shot"}``,
 where ``box`` is the rectangle the upscaled 48x48 FER image occupies and ``file`` the FER name
@@ -31,6 +31,7 @@ needing a trained model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -191,15 +192,19 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, state_dir: str | None = None,
-               progress: bool = True) -> dict:
-    """Run CLIP through the daemon's FacePipeline and compare with direct classification; the report dict."""
+               progress: bool = True, infer=None) -> dict:
+    """Run CLIP through the daemon's FacePipeline and compare with direct classification; the report dict.
+
+    INFER is the ``[infer]`` config section (``emod.config.Infer``) that builds the detector and crop;
+    None: the defaults.
+    """
     from emod.config import Infer
     from emod.models import classifier as clf_mod
     from emod.pipeline import FacePipeline
     from emod.vision.detect import from_config
 
     side = json.loads(Path(truth).read_text())
-    c = Infer()
+    c = infer if infer is not None else Infer()
     detector = from_config(c)
     clf = clf_mod.load(model, c.threads, state_dir)
     pipe = FacePipeline(detector, clf, c.margin)
@@ -258,6 +263,7 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
     direct_det = _ratio(tot["direct_correct_detected"], tot["detected"])
     return {
         "clip": str(clip), "truth": str(truth), "model": clf.name, "detector": detector.name, "margin": c.margin,
+        "infer": dataclasses.asdict(c),
         "detect_width": c.detect_width, "min_face": c.min_face, "match_rule": MATCH_RULE,
         "frames": decoded, "truth_frames": len(side["frames"]), "faces": tot["faces"], "detected": tot["detected"],
         "recall": _ratio(tot["detected"], tot["faces"]),
@@ -318,13 +324,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", type=Path, metavar="CLIP", help="check mode: run CLIP through the daemon's pipeline")
     p.add_argument("--model", help="check mode: model name or directory")
     p.add_argument("--state-dir", help="check mode: state directory searched for user models")
+    p.add_argument("--config", type=Path, help="check mode: emod TOML config whose [infer] section builds the pipeline "
+                   "(detector, crop), as in the daemon; default: the built-in defaults")
     p.add_argument("--json", type=Path, help="check mode: write the report here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.check:
         if not args.model:
             p.error("--check needs --model")
-        report = check_clip(args.check, args.truth, args.model, args.data, args.state_dir, progress=not args.quiet)
+        from emod import config
+
+        try:
+            cfg = config.load(args.config)
+        except config.ConfigError as e:
+            print(f"make_clip: config error: {e}", file=sys.stderr)
+            return config.EXIT_CONFIG
+        report = check_clip(args.check, args.truth, args.model, args.data, args.state_dir, progress=not args.quiet,
+                            infer=cfg.infer)
         print(render(report))
         if args.json:
             args.json.write_text(json.dumps(report, indent=2) + "\n")

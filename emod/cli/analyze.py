@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{where}: no face")
                     for f in faces:
                         top = sorted(zip(LABELS, f.probs), key=lambda t: -t[1])[:3]
-                        print(f"{where}: box {f.box} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
+                        print(f"{where}: box {f.box} score {f.score:.2f} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
         except (ValueError, SourceError) as e:
             print(f"emod analyze: {e}", file=sys.stderr)
             status = 2

@@ -1,11 +1,15 @@
-"""Face detection: OpenCV's Haar cascade (default) or YuNet through ``cv2.FaceDetectorYN``.
+"""Face detection: YuNet through ``cv2.FaceDetectorYN`` (default, bundled) or OpenCV's Haar cascade.
 
 Both work on a frame downscaled to ``detect_width`` and return boxes in the
-coordinates of the full frame, largest first.
+coordinates of the full frame, largest first. Every box is sane (:func:`sanitize`):
+finite, clamped to the frame, at least 2 px a side, and not mostly inside a larger box.
+YuNet detects on colour (BGR; a grey frame is expanded to three equal channels) and
+also returns 5 landmarks per face, which :mod:`emod.vision.align` uses.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +17,56 @@ import cv2
 import numpy as np
 
 from emod.config import HAAR_CASCADES
+from emod.vision import yunet_model
+
+Landmarks = tuple[tuple[float, float], ...]  # YuNet: right eye, left eye, nose tip, right mouth corner, left mouth corner
+MIN_SIDE = 2.0  # px: a narrower clamped box is dropped
+MIN_VISIBLE = 0.25  # a box with less of its area inside the frame is dropped (YuNet's ~1e27 boxes on tiny inputs)
+CONTAINED = 0.7  # a box with this much of its area inside a larger kept box is suppressed
 
 
 @dataclass(frozen=True)
 class Detection:
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     score: float
+    landmarks: Landmarks | None = None  # 5 (x, y) points in frame pixels (YuNet); None for Haar
+
+
+Raw = tuple[tuple[float, float, float, float], float, "Landmarks | None"]
+
+
+def sanitize(found: list[Raw], width: int, height: int) -> list[Raw]:
+    """The sane subset of raw detections on a WIDTH x HEIGHT image, largest first.
+
+    Drops a detection with any non-finite number (box or score; non-finite landmarks become
+    None), one with less than :data:`MIN_VISIBLE` of its area inside the image, and one whose
+    clamped box is narrower or shorter than :data:`MIN_SIDE`; clamps every box to the image;
+    then suppresses a box with :data:`CONTAINED` of its area inside a larger kept one (a chin
+    or a second box inside a face).
+    """
+    kept: list[Raw] = []
+    for (x, y, w, h), score, lm in found:
+        if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w <= 0 or h <= 0:
+            continue
+        x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
+        if x1 - x0 < MIN_SIDE or y1 - y0 < MIN_SIDE or (x1 - x0) * (y1 - y0) < MIN_VISIBLE * w * h:
+            continue
+        if lm is not None and not all(math.isfinite(v) for p in lm for v in p):
+            lm = None
+        kept.append(((x0, y0, x1 - x0, y1 - y0), float(score), lm))
+    kept.sort(key=lambda f: f[0][2] * f[0][3], reverse=True)
+    out: list[Raw] = []
+    for f in kept:
+        if all(_inside(f[0], g[0]) < CONTAINED for g in out):
+            out.append(f)
+    return out
+
+
+def _inside(a, b) -> float:
+    """The fraction of box A's area that lies inside box B."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3])
 
 
 class Detector:
@@ -29,20 +77,27 @@ class Detector:
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_width / w)
         if scale < 1.0:
-            frame = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            frame = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         return frame, scale
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in FRAME (H x W x 3 BGR or H x W grey uint8), largest first, at most ``max_faces``; boxes clamped to it."""
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[..., 0]
         small, scale = self._small(frame)
-        found = self._detect(small)
-        out = [Detection(tuple(int(round(v / scale)) for v in box), float(score)) for box, score in found]
+        found = sanitize(self._detect(small), small.shape[1], small.shape[0])
+        H, W = frame.shape[:2]
+        out = []
+        for (x, y, w, h), score, lm in found:
+            x0, y0 = min(W - 1, round(x / scale)), min(H - 1, round(y / scale))
+            x1, y1 = min(W, round((x + w) / scale)), min(H, round((y + h) / scale))
+            marks = None if lm is None else tuple((px / scale, py / scale) for px, py in lm)
+            out.append(Detection((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), score, marks))
         out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
         return out[: self.max_faces]
 
-    def _detect(self, small: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+    def _detect(self, small: np.ndarray) -> list[Raw]:
         raise NotImplementedError
-
-
 
 
 def _iou(a, b) -> float:
@@ -57,7 +112,7 @@ class HaarDetector(Detector):
 
     ``min_neighbors`` and ``min_score`` (a floor on the cascade's final-stage weight) trade found
     faces for false ones; README "Face detectors" has the measured trade-off. Settings come from
-    ``emod.config.Infer`` (one place for their defaults) through :func:`from_config`.
+    ``emod.config.Infer`` (one place for their defaults) through :func:`from_config`. No landmarks.
     """
 
     name = "haar"
@@ -82,24 +137,33 @@ class HaarDetector(Detector):
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         # no histogram equalisation: measured on the FER clip it cut recall from 0.71 to 0.44
         m = max(20, int(self.min_face * gray.shape[0]))
-        found: list[tuple[tuple[float, ...], float]] = []
+        found: list[Raw] = []
         for cascade in self.cascades:
             boxes, _, weights = cascade.detectMultiScale3(
                 gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
             )
-            new = [(tuple(map(float, b)), float(w)) for b, w in zip(boxes, np.ravel(weights)) if w > self.min_score]
+            new = [(tuple(map(float, b)), float(w), None) for b, w in zip(boxes, np.ravel(weights)) if w > self.min_score]
             found += [f for f in new if all(_iou(f[0], g[0]) < 0.3 for g in found)]
         return found
 
 
 class YuNetDetector(Detector):
+    """YuNet (``cv2.FaceDetectorYN``): the bundled, SHA-256-checked model, or ``model_path`` when given.
+
+    Raises :class:`emod.vision.yunet_model.DetectorModelError` (a ``ModelError``) naming the file when
+    the bundled copy is corrupted, a given file is missing, or OpenCV cannot parse it.
+    """
+
     name = "yunet"
 
-    def __init__(self, model_path: str, *args, score_threshold: float = 0.7, **kwargs):
+    def __init__(self, model_path: str = "", *args, score_threshold: float = 0.7, **kwargs):
         super().__init__(*args, **kwargs)
-        if not Path(model_path).is_file():
-            raise FileNotFoundError(f"YuNet model {model_path!r} does not exist (see README: Face detectors)")
-        self.net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold, 0.3, 50)
+        self.model_path, buf = yunet_model.load_bytes(model_path)
+        try:
+            self.net = cv2.FaceDetectorYN.create("onnx", np.frombuffer(buf, np.uint8), np.empty(0, np.uint8), (320, 320),
+                                                 score_threshold, 0.3, 50)
+        except cv2.error as e:
+            raise yunet_model.DetectorModelError(f"YuNet model {self.model_path}: OpenCV cannot load it ({e.err})") from None
         self.size = None
 
     def _detect(self, small):
@@ -112,7 +176,9 @@ class YuNetDetector(Detector):
         if faces is None:
             return []
         m = self.min_face * h
-        return [((float(f[0]), float(f[1]), float(f[2]), float(f[3])), float(f[14])) for f in faces if f[3] >= m]
+        return [((float(f[0]), float(f[1]), float(f[2]), float(f[3])), float(f[14]),
+                 tuple((float(f[4 + 2 * i]), float(f[5 + 2 * i])) for i in range(5)))
+                for f in faces if f[3] >= m]
 
 
 def from_config(c) -> Detector:

@@ -6,6 +6,34 @@ Nothing is ever pickled. :func:`decode` rejects anything malformed with
 :class:`ProtocolError`; receivers count the error and drop the message.
 
 This module imports nothing heavy (no numpy): the launcher and the CLIs use it too.
+
+The ``emotions`` stream (endpoint :data:`EMOTIONS`, topic ``b"emotions"``, no payload) is the
+public output for other programs: the display stage publishes one message per processed frame,
+whether or not anyone subscribes (a PUB with no subscriber drops it at once). Header fields:
+
+* ``seq`` (int): the frame's capture sequence number;
+* ``time`` (str): capture wall-clock time, ISO 8601 UTC with milliseconds (``2026-01-01T12:00:00.123Z``);
+* ``t_wall`` (float): the same instant in epoch seconds;
+* ``model`` (str): the model that classified the frame;
+* ``faces`` (list): one object per face seen in this frame, by ``track``:
+
+  - ``track`` (int): the stable track id (1, 2, ...; restarts at 1 with the display stage);
+  - ``box`` ([x, y, w, h] ints): frame pixels, top-left corner and size;
+  - ``label`` (str): the smoothed label, one of :data:`emod.labels.LABELS`;
+  - ``confidence`` (float, 0..1): the smoothed probability of ``label`` (vote smoother: its vote share);
+  - ``raw_label`` (str): this frame's unsmoothed top label;
+  - ``probs`` ({label: float}): the smoothed probabilities over all 7 labels, summing to 1 (within 1e-3);
+  - ``age_s`` (float): seconds since the track started;
+  - ``changed`` (bool): true on the frame where the smoothed label changed (not on the track's first frame);
+  - ``started`` (bool): true on the track's first frame;
+
+* ``ended`` (list): tracks that ended since the previous message (unseen for ``display.track_max_age``):
+  ``track``, ``label`` (the label with the largest time share), ``frames``, ``start``/``end`` (epoch s),
+  ``duration_s`` and ``shares`` ({label: fraction of the track's face-time}, summing to 1).
+
+All numbers are finite (strict JSON: no NaN). :func:`encode_emotions` builds the parts,
+:func:`decode` validates them (a malformed message raises :class:`ProtocolError`; receivers count
+and drop it). :class:`emod.events.Subscriber` is the client, with reconnect.
 """
 
 from __future__ import annotations
@@ -28,9 +56,11 @@ POWER = "power"  # PUB power -> SUB display, launcher
 TELEMETRY = "telemetry"  # PUSH every stage -> PULL launcher
 CONTROL = "control"  # ROUTER launcher <- DEALER emod-ctl / emod-stats
 INFER_CONTROL = "infer-control"  # ROUTER infer <- DEALER launcher
-ENDPOINTS = (FRAMES, RESULTS, PREVIEW, POWER, TELEMETRY, CONTROL, INFER_CONTROL)
+EMOTIONS = "emotions"  # PUB display -> SUB emod events, emod-view --http, the mqtt stage (any number)
+ENDPOINTS = (FRAMES, RESULTS, PREVIEW, POWER, TELEMETRY, CONTROL, INFER_CONTROL, EMOTIONS)
 
 STAGES = ("capture", "infer", "display", "power")
+OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables them
 
 # Error codes of the control envelope; CLIs exit with EXIT_CODES[code].
 E_UNKNOWN_COMMAND = "unknown_command"
@@ -58,9 +88,15 @@ SCHEMAS: dict[bytes, dict[str, tuple[type, ...]]] = {
     b"telemetry": {"stage": (str,), "pid": (int,), "t_mono": _NUM, "stats": (dict,)},
     b"request": {"id": (str,), "cmd": (str,), "args": (dict,)},
     b"reply": {"id": (str,), "ok": (bool,)},
+    b"emotions": {"seq": (int,), "time": (str,), "t_wall": _NUM, "model": (str,), "faces": (list,), "ended": (list,)},
 }
 PAYLOAD_TOPICS = {b"frame", b"preview"}
 FACE_FIELDS = {"box": (list,), "score": _NUM, "probs": (list,), "label": (str,)}
+EMOTION_FACE_FIELDS = {"track": (int,), "box": (list,), "label": (str,), "confidence": _NUM, "raw_label": (str,),
+                       "probs": (dict,), "age_s": _NUM, "changed": (bool,), "started": (bool,)}
+ENDED_FIELDS = {"track": (int,), "label": (str,), "frames": (int,), "start": _NUM, "end": _NUM, "duration_s": _NUM,
+                "shares": (dict,)}
+PROBS_TOLERANCE = 1e-3
 
 
 def encode(topic: bytes, header: dict[str, Any], payload: bytes | memoryview | None = None) -> list:
@@ -68,7 +104,12 @@ def encode(topic: bytes, header: dict[str, Any], payload: bytes | memoryview | N
     h = dict(header)
     h["v"] = VERSION
     _check(topic, h)
-    parts: list = [topic, json.dumps(h, separators=(",", ":")).encode()]
+    if topic == b"emotions":
+        _check_emotions(h)
+    try:
+        parts: list = [topic, json.dumps(h, separators=(",", ":"), allow_nan=False).encode()]
+    except ValueError as e:
+        raise ProtocolError(f"{topic.decode()} header is not strict JSON: {e}") from None
     if topic in PAYLOAD_TOPICS:
         if payload is None:
             raise ProtocolError(f"{topic.decode()} needs a payload")
@@ -111,6 +152,8 @@ def decode(parts: list, expect: bytes | None = None) -> tuple[bytes, dict[str, A
         _check_frame(header, payload)
     elif topic == b"result":
         _check_faces(header["faces"])
+    elif topic == b"emotions":
+        _check_emotions(header)
     return topic, header, payload
 
 
@@ -151,6 +194,53 @@ def _check_faces(faces: list) -> None:
             raise ProtocolError("face box/probs/label malformed")
         if not all(_finite(v) for v in (*f["box"], *f["probs"])):
             raise ProtocolError("face box/probs must be finite numbers")
+
+
+def _check_fields(what: str, obj: Any, fields: dict) -> None:
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} is not an object")
+    for field, types in fields.items():
+        value = obj.get(field)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ProtocolError(f"{what} field {field!r} missing or mistyped")
+        if types is _NUM and not math.isfinite(value):
+            raise ProtocolError(f"{what} field {field!r} is not finite")
+
+
+def _check_distribution(what: str, d: dict) -> None:
+    if set(d) != set(LABELS) or not all(_finite(v) and 0.0 <= v <= 1.0 for v in d.values()):
+        raise ProtocolError(f"{what} must map each of the {len(LABELS)} labels to a number in 0..1")
+    if abs(sum(d.values()) - 1.0) > PROBS_TOLERANCE:
+        raise ProtocolError(f"{what} sum to {sum(d.values()):.4f}, not 1")
+
+
+def _check_emotions(h: dict) -> None:
+    if not h["time"] or not _finite(h["t_wall"]):
+        raise ProtocolError("emotions time/t_wall malformed")
+    for f in h["faces"]:
+        _check_fields("emotions face", f, EMOTION_FACE_FIELDS)
+        if len(f["box"]) != 4 or not all(_finite(v) for v in f["box"]):
+            raise ProtocolError("emotions face box must be 4 finite numbers")
+        if f["label"] not in LABELS or f["raw_label"] not in LABELS:
+            raise ProtocolError("emotions face label is not one of the labels")
+        if not 0.0 <= f["confidence"] <= 1.0 or f["age_s"] < 0:
+            raise ProtocolError("emotions face confidence/age_s out of range")
+        _check_distribution("emotions face probs", f["probs"])
+    for e in h["ended"]:
+        _check_fields("emotions ended track", e, ENDED_FIELDS)
+        if e["label"] not in LABELS or e["duration_s"] < 0 or e["frames"] < 1:
+            raise ProtocolError("emotions ended track label/duration_s/frames malformed")
+        _check_distribution("emotions ended track shares", e["shares"])
+
+
+def encode_emotions(header: dict[str, Any]) -> list:
+    """The parts of one ``emotions`` message (see the module docstring for the fields)."""
+    return encode(b"emotions", header)
+
+
+def decode_emotions(parts: list) -> dict[str, Any]:
+    """One validated ``emotions`` header, or :class:`ProtocolError`."""
+    return decode(parts, expect=b"emotions")[1]
 
 
 def _finite(v) -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import structlog
@@ -161,21 +161,25 @@ class RemotePublisher:
         except zmq.ZMQError as e:
             self.close()
             raise ConfigError(f"remote.{what}_bind: cannot bind {bind!r}: {e}") from None
-        self.subscribed = 0
+        self.topics: Counter[bytes] = Counter()  # subscribed topic prefix -> subscribers
         self.sent = self.dropped = 0
         log.info(f"remote {what} listening", bind=bind, authorized_keys=str(remote.authorized_keys))
 
-    def active(self) -> bool:
-        """Whether any authorised remote viewer is subscribed (drains pending subscription messages)."""
+    def active(self, topic: bytes | None = None) -> bool:
+        """Whether any authorised remote subscriber is there (for ``topic``: wants it); drains pending subscription messages."""
         while True:
             try:
                 msg = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return self.subscribed > 0
+                return any(n > 0 and (topic is None or topic.startswith(prefix)) for prefix, n in self.topics.items())
             if msg[:1] == b"\x01":
-                self.subscribed += 1
+                self.topics[msg[1:]] += 1
             elif msg[:1] == b"\x00":
-                self.subscribed = max(0, self.subscribed - 1)
+                self.topics[msg[1:]] = max(0, self.topics[msg[1:]] - 1)
+
+    @property
+    def subscribed(self) -> int:
+        return sum(self.topics.values())
 
     def send(self, parts: list, copy: bool = True) -> None:
         """Publish one message; never blocks (a full pipe drops it)."""

@@ -120,6 +120,12 @@ def test_only_authorised_viewers_get_frames(tiny_models, short_tmp, hamilton) ->
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert (short_tmp / "r.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+        # emod events over the same CURVE link
+        r = subprocess.run([str(BIN / "emod"), "events", "--connect", endpoint, "--server-key", str(keys["server_public"]),
+                            "--client-key", str(keys["alice"]), "--json", "--count", "3", "--timeout", "20"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert [json.loads(line)["model"] for line in r.stdout.splitlines()] == ["tiny"] * 3
         from emod.viewer.http import StatsSampler
 
         sampler = StatsSampler(alice, remote=True)

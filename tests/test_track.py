@@ -151,3 +151,16 @@ def test_bad_input_rejected():
         tr.update([((0, 0, 0, 10), probs("happy"))], 0.0)
     with pytest.raises(ValueError):
         tr.update([((0, 0, 10, 10), np.ones(3))], 0.0)
+
+
+def test_a_second_detection_of_a_tracked_face_starts_no_track():
+    """A detection overlapping a face matched in the same frame is a duplicate: no new track that could later steal the id."""
+    tr = FaceTracker()
+    tr.update([((100, 100, 100, 100), probs("happy"))], 0.0)
+    out = tr.update([((102, 100, 100, 100), probs("happy")), ((90, 60, 100, 100), probs("sad"))], DT, include_hidden=True)
+    assert [t.id for t in out] == [1]
+    out = tr.update([((95, 80, 100, 100), probs("happy"))], 2 * DT)
+    assert [t.id for t in out] == [1]
+    two = FaceTracker().update([((0, 0, 100, 100), probs("sad")), ((10, 10, 100, 100), probs("sad"))], 0.0)
+    assert [t.id for t in two] == [1]
+    assert [t.id for t in FaceTracker(duplicate_iou=0).update([((0, 0, 100, 100), probs("sad")), ((10, 10, 100, 100), probs("sad"))], 0.0)] == [1, 2]

@@ -1,6 +1,10 @@
 """Display stage: joins frames with results, tracks and smooths each face, draws the overlay,
 and publishes annotated JPEG frames for any number of viewers (``emod-view``).
 
+Every processed frame also becomes one ``emotions`` message (tracked, smoothed faces; schema in
+:mod:`emod.protocol`), published on a plain PUB whether or not anyone listens, and to remote
+subscribers of ``emotions`` over ``[remote]``'s CURVE link.
+
 The preview socket is an XPUB: JPEG encoding happens only while at least one viewer is
 subscribed. A viewer that stalls loses frames at its own socket (tiny high-water mark);
 the pipeline never waits for it. The local window opens only when a display exists.
@@ -17,6 +21,7 @@ import zmq
 
 from emod import bus, protocol, remote
 from emod.stages.base import RateMeter, Stage
+from emod.vision.emotions import EmotionStream
 from emod.vision.smooth import make_smoother
 from emod.vision.track import FaceTracker
 
@@ -35,11 +40,13 @@ class DisplayStage(Stage):
         self.results, _ = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.RESULTS, hwm=20)
         self.power = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=4)
         self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2)
+        self.emotions = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.EMOTIONS, hwm=100)
         self.remote = remote.open_publisher(self.ctx, self.cfg, self.log)  # [remote] TCP+CURVE XPUB, or None
         params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
                   "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
-        self.tracker = FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
-                                   smoother=lambda: make_smoother(d.smoothing, **params))
+        self.stream = EmotionStream(FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
+                                                smoother=lambda: make_smoother(d.smoothing, **params)))
+        self.emotions_sent = 0
         self.ring: OrderedDict[int, tuple[dict, np.ndarray, object]] = OrderedDict()
         self.subscribed = 0
         self.tracks = []
@@ -136,11 +143,16 @@ class DisplayStage(Stage):
             self.last_result_t = now
             self.result_rate.tick()
             faces = [(tuple(f["box"]), np.asarray(f["probs"], np.float32)) for f in r["faces"]]
+            frame = self.ring.get(r["seq"])
+            age = now - r["t_capture"]  # frame gone from the ring: its capture time through the clocks
+            t_wall = frame[0]["t_wall"] if frame is not None else time.time() - (age if 0.0 <= age <= 10.0 else 0.0)
             try:
-                self.tracks = self.tracker.update(faces, r["t_capture"])
+                message = self.stream.update(faces, r["t_capture"], t_wall, r["seq"], r["model"])
             except ValueError as e:  # e.g. a zero-sized box
                 self.reject("results", e)
                 continue
+            self.tracks = self.stream.visible
+            self._publish_emotions(message)
             self.info.update(fps=self.result_rate.rate(), infer_ms=r["detect_ms"] + r["classify_ms"], model=r["model"])
             latest = r["seq"]
         if latest is not None:  # publish once, for the newest result: a slow display never builds a backlog
@@ -148,8 +160,19 @@ class DisplayStage(Stage):
             if seq is not None:
                 self._publish(seq)
 
+    def _publish_emotions(self, message: dict) -> None:
+        """One ``emotions`` message: to local subscribers (a PUB drops it when nobody listens) and remote ones."""
+        parts = protocol.encode_emotions(message)
+        try:
+            self.emotions.send_multipart(parts, zmq.NOBLOCK)
+            self.emotions_sent += 1
+        except zmq.Again:
+            pass
+        if self.remote is not None and self.remote.active(b"emotions"):  # [remote]
+            self.remote.send(parts)
+
     def _publish(self, seq: int, stale: bool = False) -> None:
-        remote_on = self.remote is not None and self.remote.active()  # [remote]
+        remote_on = self.remote is not None and self.remote.active(b"preview")  # [remote]
         if not self.subscribed and self.window is None and not remote_on:
             return
         import cv2  # imported on first use: without viewers this stage never pays OpenCV's memory
@@ -185,11 +208,14 @@ class DisplayStage(Stage):
     def teardown(self) -> None:
         if self.window is not None:
             self.window.close()
-        for s in (self.frames, self.results, self.power, self.preview):
+        for s in (self.frames, self.results, self.power, self.preview, self.emotions):
             s.close()
         if self.remote is not None:  # [remote]
             self.remote.close()
 
     def stats(self) -> dict:
+        st = self.stream
         return {"fps": self.rate.rate(), "results_fps": self.result_rate.rate(), "published": self.published,
-                "viewers": self.subscribed, "tracks": len(self.tracks), "encode_ms": round(self.encode_ms, 3)}
+                "viewers": self.subscribed, "tracks": len(self.tracks), "encode_ms": round(self.encode_ms, 3),
+                "emotions": {"sent": self.emotions_sent, "faces": st.faces, "tracks_seen": st.tracks_seen,
+                             "face_s": {k: round(v, 3) for k, v in st.face_seconds.items()}}}

@@ -16,8 +16,11 @@ with stable integer IDs (1, 2, 3, ...).  Each frame:
    boxes' ``sqrt(w*h)``) and the area ratio is within ``[1/max_area_ratio,
    max_area_ratio]``; taken smallest normalised distance first.  Set
    ``center_gate=0`` to disable.
-5. Unmatched detections start new tracks; unmatched tracks stay alive
-   (``visible=False``) until ``max_age`` passes.
+5. Unmatched detections start new tracks, except duplicates: a detection that
+   overlaps a box matched in this frame by ``IoU >= duplicate_iou`` is a second
+   detection of the same face (Haar with few neighbours finds some twice), and a
+   track started from it would later steal the face's id.  Unmatched tracks stay
+   alive (``visible=False``) until ``max_age`` passes.
 
 The smoother of a track is updated only on frames where the track is matched.
 """
@@ -132,7 +135,8 @@ class FaceTracker:
     ``smoother`` is a zero-argument factory called once per new track.
     ``center_gate``/``max_area_ratio`` control the fast-motion fallback
     (see the module docstring); ``velocity_alpha`` weights the newest velocity
-    estimate against the previous one.
+    estimate against the previous one; ``duplicate_iou`` (0: off) drops unmatched
+    detections that overlap a matched one this much.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class FaceTracker:
         center_gate: float = 0.6,
         max_area_ratio: float = 2.0,
         velocity_alpha: float = 0.5,
+        duplicate_iou: float = 0.3,
     ) -> None:
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError("iou_threshold must be in [0, 1]")
@@ -154,6 +159,7 @@ class FaceTracker:
         self.center_gate = float(center_gate)
         self.max_area_ratio = float(max_area_ratio)
         self.velocity_alpha = float(velocity_alpha)
+        self.duplicate_iou = float(duplicate_iou)
         self._states: list[_State] = []
         self._visible: set[int] = set()
         self._next_id = 1
@@ -190,12 +196,15 @@ class FaceTracker:
             state.observe(dets[di][0], dets[di][1], t, self.velocity_alpha)
             matched_dets.add(di)
             self._visible.add(state.id)
+        taken = [dets[di][0] for di in matched_dets]  # boxes of faces that have a track in this frame
         for di, (box, p) in enumerate(dets):
-            if di not in matched_dets:
-                state = _State(self._next_id, box, p, self.smoother_factory(), t)
-                self._next_id += 1
-                self._states.append(state)
-                self._visible.add(state.id)
+            if di in matched_dets or (self.duplicate_iou > 0 and any(iou(box, b) >= self.duplicate_iou for b in taken)):
+                continue
+            taken.append(box)
+            state = _State(self._next_id, box, p, self.smoother_factory(), t)
+            self._next_id += 1
+            self._states.append(state)
+            self._visible.add(state.id)
         return self.tracks(include_hidden)
 
     def tracks(self, include_hidden: bool = True) -> list[Track]:

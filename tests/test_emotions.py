@@ -1,0 +1,132 @@
+"""The emotions stream: what EmotionStream builds, what the protocol accepts and rejects, and the per-track events."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emod import protocol
+from emod.events import TrackEvents, describe, describe_event
+from emod.labels import LABEL_INDEX, LABELS
+from emod.vision.emotions import EmotionStream, distribution, iso_time
+from emod.vision.smooth import EmaHysteresis
+from emod.vision.track import FaceTracker
+
+T0 = 1_800_000_000.0
+
+
+def probs(label: str, p: float = 0.8) -> np.ndarray:
+    v = np.full(len(LABELS), (1.0 - p) / (len(LABELS) - 1), np.float32)
+    v[LABEL_INDEX[label]] = p
+    return v
+
+
+def stream(max_age: float = 0.5) -> EmotionStream:
+    return EmotionStream(FaceTracker(max_age=max_age, smoother=lambda: EmaHysteresis(alpha=0.5, lead_frames=2, margin=0.9)))
+
+
+def run(s: EmotionStream, frames: list) -> list[dict]:
+    """Feed [(t, [(box, label), ...]), ...]; every message goes through encode/decode."""
+    out = []
+    for i, (t, faces) in enumerate(frames):
+        h = s.update([(box, probs(label)) for box, label in faces], t, T0 + t, i, "m")
+        out.append(protocol.decode_emotions(protocol.encode_emotions(h)))
+    return out
+
+
+def test_one_face_starts_changes_and_ends_with_shares():
+    """A face gets one track id, `started` on its first frame, `changed` once when the smoothed label flips, and an `ended` summary whose time shares follow the labels."""
+    box = (100, 100, 80, 80)
+    frames = [(i * 0.1, [(box, "happy")]) for i in range(10)] + [(1.0 + i * 0.1, [(box, "sad")]) for i in range(10)]
+    frames += [(2.0 + i * 0.1, []) for i in range(10)]
+    msgs = run(stream(), frames)
+    faces = [f for m in msgs for f in m["faces"]]
+    assert {f["track"] for f in faces} == {1}
+    assert [f["started"] for f in faces].count(True) == 1 and faces[0]["started"]
+    changed = [f for f in faces if f["changed"]]
+    assert len(changed) == 1 and changed[0]["label"] == "sad"
+    assert faces[0]["label"] == "happy" and faces[-1]["label"] == "sad"
+    assert all(abs(sum(f["probs"].values()) - 1) <= 1e-3 and f["confidence"] == f["probs"][f["label"]] for f in faces)
+    assert faces[5]["age_s"] == pytest.approx(0.5)
+    ended = [e for m in msgs for e in m["ended"]]
+    assert len(ended) == 1 and ended[0]["track"] == 1 and ended[0]["frames"] == 20
+    assert ended[0]["duration_s"] == pytest.approx(1.9, abs=1e-3) and ended[0]["start"] == pytest.approx(T0, abs=1e-3)
+    shares = ended[0]["shares"]
+    assert shares["happy"] + shares["sad"] == pytest.approx(1.0, abs=1e-3) and 0.4 < shares["happy"] < 0.6
+    assert msgs[0]["time"] == iso_time(T0) and msgs[0]["time"].endswith("Z")
+
+
+def test_face_seconds_and_tracks_count_for_telemetry():
+    """Face-time per smoothed label adds up over faces and frames (two faces for 1 s: 2 face-seconds), and each new track is counted once."""
+    s = stream()
+    run(s, [(i * 0.1, [((0, 0, 50, 50), "happy"), ((300, 0, 50, 50), "sad")]) for i in range(11)])
+    assert s.tracks_seen == 2 and s.faces == 2
+    assert s.face_seconds["happy"] == pytest.approx(1.0) and s.face_seconds["sad"] == pytest.approx(1.0)
+
+
+def test_finish_ends_every_live_track():
+    """At the end of a file every live track gets its summary, and a one-frame track's shares come from its frame count."""
+    s = stream()
+    run(s, [(0.0, [((0, 0, 50, 50), "fear")])])
+    done = s.finish()
+    assert len(done) == 1 and done[0]["shares"]["fear"] == 1.0 and done[0]["duration_s"] == 0.0 and done[0]["label"] == "fear"
+
+
+def good_message() -> dict:
+    s = stream()
+    return s.update([((10, 10, 40, 40), probs("happy"))], 0.0, T0, 7, "quant")
+
+
+def _with_face(**kw) -> dict:
+    h = good_message()
+    h["faces"][0].update(kw)
+    return h
+
+
+@pytest.mark.parametrize("header, reason", [
+    (_with_face(probs={**distribution(probs("happy")), "happy": 0.9}), "sum"),
+    (_with_face(probs={k: v for k, v in distribution(probs("happy")).items() if k != "sad"}), "labels"),
+    (_with_face(label="joy"), "label"),
+    (_with_face(track=True), "track"),
+    (_with_face(confidence=1.5), "confidence"),
+    (_with_face(box=[1, 2, 3]), "box"),
+    (_with_face(changed=None), "changed"),
+    ({**good_message(), "faces": "x"}, "type"),
+    ({**good_message(), "ended": [{"track": 1}]}, "ended"),
+])
+def test_malformed_emotions_are_rejected(header, reason):
+    """Each malformed emotions header fails at the sender and at the receiver, naming what is wrong."""
+    with pytest.raises(protocol.ProtocolError, match=reason):
+        protocol.encode_emotions(header)
+    raw = json.dumps({**header, "v": protocol.VERSION}).encode()
+    with pytest.raises(protocol.ProtocolError, match=reason):
+        protocol.decode_emotions([b"emotions", raw])
+
+
+def test_nan_never_reaches_the_wire():
+    """A NaN anywhere is refused at encode and at decode (the stream is strict JSON)."""
+    h = _with_face(age_s=float("nan"))
+    with pytest.raises(protocol.ProtocolError):
+        protocol.encode_emotions(h)
+    raw = json.dumps({**h, "v": 1}).encode()  # Python writes NaN, which json.loads would accept
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_emotions([b"emotions", raw])
+
+
+def test_track_events_start_change_end():
+    """TrackEvents reports a track's start, each label change with the previous label, and its end with the summary."""
+    box = (100, 100, 80, 80)
+    frames = [(i * 0.1, [(box, "happy")]) for i in range(5)] + [(0.5 + i * 0.1, [(box, "sad")]) for i in range(5)]
+    frames += [(1.0 + i * 0.1, []) for i in range(8)]
+    ev = TrackEvents()
+    events = [e for m in run(stream(), frames) for e in ev.feed(m)]
+    assert [e["event"] for e in events] == ["start", "change", "end"]
+    assert events[1]["from"] == "happy" and events[1]["label"] == "sad"
+    assert "happy" in describe_event(events[0]) and "happy -> sad" in describe_event(events[1]) and "ended after" in describe_event(events[2])
+    assert all(json.loads(json.dumps(e, allow_nan=False)) == e for e in events)
+
+
+def test_describe_is_one_readable_line():
+    """A message reads as its clock time and `#track label confidence` per face."""
+    line = describe(protocol.decode_emotions(protocol.encode_emotions(good_message())))
+    assert "#1 happy 0.80" in line and "\n" not in line

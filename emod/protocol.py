@@ -62,6 +62,10 @@ ENDPOINTS = (FRAMES, RESULTS, PREVIEW, POWER, TELEMETRY, CONTROL, INFER_CONTROL,
 STAGES = ("capture", "infer", "display", "power")
 OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables them
 
+# Set to "1" by the launcher in its stages' environment when it runs under systemd (NOTIFY_SOCKET),
+# which it strips from them: a stage then knows it is part of a service (no demo-clip fallback).
+SERVICE_ENV = "EMOD_UNDER_SERVICE"
+
 # Error codes of the control envelope; CLIs exit with EXIT_CODES[code].
 E_UNKNOWN_COMMAND = "unknown_command"
 E_BAD_REQUEST = "bad_request"

@@ -430,3 +430,35 @@ class FakePicamera2:
             chroma[k * (h // 2) * half : (k + 1) * (h // 2) * half] = block.reshape(-1)
         buf[h:] = chroma.reshape(h // 2, stride)
         return buf
+
+
+# --- picamera2 as an installed package, in its failure modes -----------------------------------------------------
+#: What ``write_fake_picamera2`` can make ``import picamera2`` do.
+PICAMERA2_MODES = ("camera", "no-camera", "numpy-abi", "no-libcamera")
+
+_PICAMERA2_PACKAGE = {
+    "camera": "from emod.testing import FakePicamera2 as _Fake\n\nPicamera2 = _Fake.variant()\n",
+    "no-camera": "from emod.testing import FakePicamera2 as _Fake\n\nPicamera2 = _Fake.variant(cameras=[])\n",
+    # picamera2 imports simplejpeg, compiled against the system numpy; under a numpy 2 venv it raises this
+    # (raspberrypi/picamera2 issues #1088, #1170, #1211)
+    "numpy-abi": "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
+                 "Expected 96 from C header, got 88 from PyObject')\n",
+    # pip's picamera2 without apt's python3-libcamera: the real ModuleNotFoundError
+    "no-libcamera": "import libcamera  # noqa: F401\n",
+}
+
+
+def write_fake_picamera2(dir: str | Path, mode: str = "camera") -> Path:
+    """Write an importable ``picamera2`` package into DIR (put DIR on PYTHONPATH); returns its folder.
+
+    ``camera``: ``picamera2.Picamera2`` is a :class:`FakePicamera2` with one IMX708; ``no-camera``:
+    none attached; ``numpy-abi``: the import fails as picamera2's does when the venv's numpy is
+    not the system's; ``no-libcamera``: the import fails for want of libcamera's bindings.
+    """
+    if mode not in _PICAMERA2_PACKAGE:
+        raise ValueError(f"unknown picamera2 mode {mode!r}; expected one of {', '.join(PICAMERA2_MODES)}")
+    pkg = Path(dir) / "picamera2"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text(f'"""A stand-in for picamera2 written by emod.testing ({mode})."""\n'
+                                     + _PICAMERA2_PACKAGE[mode])
+    return pkg

@@ -122,15 +122,35 @@ class Daemon:
     """``emod run`` in its own process group, logging to a file; :meth:`stop` or :meth:`kill` ends it."""
 
     def __init__(self, root: Path, models_dir: Path, source: Path, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), tty: bool = False):
         self.rundir, self.statedir = root / "run", root / "state"
         self.log_path = root / "emod.log"
         self.log = open(self.log_path, "wb")
         self.source = source
         argv = [str(EMOD), "run", "--runtime-dir", str(self.rundir), "--state-dir", str(self.statedir),
                 "--source", str(source), "--loop", "--model", TINY, *args]
+        out = self.log
+        if tty:  # as from a terminal: stdout and stderr on a pseudo-terminal, copied into the log
+            import pty
+            import threading
+
+            master, out = pty.openpty()
+            threading.Thread(target=self._copy_pty, args=(master,), daemon=True).start()
         self.proc = subprocess.Popen(argv, env={**base_env(models_dir), **(env or {})}, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        if tty:
+            os.close(out)
+
+    def _copy_pty(self, master: int) -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # every writer closed the terminal
+                data = b""
+            if not data:
+                os.close(master)
+                return
+            self.log.write(data)
 
     def stats(self) -> dict | None:
         """The live snapshot (what ``emod-stats --json`` prints), or None while the daemon does not answer."""

@@ -87,18 +87,20 @@ def test_every_ctl_command_and_plain_stats(demo_daemon, tiny_models):
 
 
 def test_auto_source_falls_back_to_the_demo_clip(short_tmp, tiny_models):
-    """--source auto takes picamera2, else the first /dev/video*, else the bundled demo clip, and processes frames."""
+    """From a terminal, --source auto takes picamera2, else the first /dev/video*, else the bundled demo clip, and processes frames."""
     try:
         import picamera2  # noqa: F401
         has_picamera2 = True
     except ImportError:
         has_picamera2 = False
     devices = sorted(glob.glob("/dev/video[0-9]*"), key=lambda p: int(p[len("/dev/video"):]))
-    d = Daemon(short_tmp, tiny_models, "auto")
+    d = Daemon(short_tmp, tiny_models, "auto", tty=True)
     try:
         s = d.wait_processing()
         if not has_picamera2:
             assert s["source"]["name"] == (devices[0] if devices else str(DEMO))
+            if not devices:
+                wait_for(lambda: "playing the bundled demo clip" in d.output(), 10, 0.2, "the log to say why the demo clip plays")
         assert s["source"]["error"] is None and s["frames"]["processed"] > 0
     finally:
         d.kill()

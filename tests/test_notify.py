@@ -135,7 +135,8 @@ def test_listener_gone_returns_false(tmp_path: Path) -> None:
 
 
 def test_child_env_strips_notify_variables() -> None:
-    """child_env() drops NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID and keeps everything else."""
+    """child_env() drops NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID, keeps everything else and marks a service's stages."""
     env = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1", "PATH": "/bin"}
-    assert child_env(env) == {"PATH": "/bin"}
+    assert child_env(env) == {"PATH": "/bin", "EMOD_UNDER_SERVICE": "1"}
     assert not set(NOTIFY_ENV_VARS) & set(child_env(env))
+    assert child_env({"PATH": "/bin"}) == {"PATH": "/bin"}  # by hand: not a service

@@ -30,9 +30,17 @@ NOTIFY_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A copy of ``env`` (default ``os.environ``) without the notify variables, for stage processes."""
+    """A copy of ``env`` (default ``os.environ``) without the notify variables, for stage processes.
+
+    Under systemd (``NOTIFY_SOCKET`` set) it adds ``EMOD_UNDER_SERVICE=1`` (:data:`emod.protocol.SERVICE_ENV`).
+    """
+    from emod.protocol import SERVICE_ENV
+
     env = os.environ if env is None else env
-    return {k: v for k, v in env.items() if k not in NOTIFY_ENV_VARS}
+    out = {k: v for k, v in env.items() if k not in NOTIFY_ENV_VARS}
+    if env.get("NOTIFY_SOCKET"):
+        out[SERVICE_ENV] = "1"
+    return out
 
 
 def _address(value: str | None) -> str | bytes | None:

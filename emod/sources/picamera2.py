@@ -7,9 +7,46 @@ back to the camera as soon as the pixels are copied out.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 
 from emod.sources.base import Source, SourceError
+
+#: What numpy-compiled extensions say when the numpy they run under is not the ABI they were built for.
+NUMPY_ABI_SIGNS = ("numpy.dtype size changed", "multiarray failed to import", "_ARRAY_API not found",
+                   "compiled using NumPy 1.x", "binary incompatibility")
+#: The known fix: put back a numpy of the system's ABI in the venv (the Pi install's constraints file).
+NUMPY_ABI_FIX = ("the venv's numpy is not the ABI apt's modules were built for: sudo .venv/bin/pip install "
+                 "-c constraints/pi-$(. /etc/os-release && echo $VERSION_CODENAME).txt -e .  (in /opt/emod)")
+APT_FIX = "sudo apt install -y python3-picamera2"
+
+
+def is_numpy_abi_error(text: str) -> bool:
+    """True when an exception text is one of numpy's binary-incompatibility messages."""
+    return any(sign in text for sign in NUMPY_ABI_SIGNS)
+
+
+def import_failure(module: str, e: BaseException) -> str:
+    """One line: the module, the real exception and the known fix."""
+    fix = NUMPY_ABI_FIX if is_numpy_abi_error(str(e)) else f"sudo apt install --reinstall -y python3-{module}"
+    return f"{module} is installed but fails to import: {type(e).__name__}: {e}; fix: {fix}"
+
+
+def load_picamera2():
+    """``picamera2.Picamera2``, or None when picamera2 is not installed.
+
+    Raises :class:`SourceError` with the real exception (and the known fix) when picamera2 is
+    installed but its import fails, e.g. ``ValueError: numpy.dtype size changed`` from
+    simplejpeg when the venv's numpy is not the system's.
+    """
+    try:
+        if importlib.util.find_spec("picamera2") is None:
+            return None
+        from picamera2 import Picamera2
+    except Exception as e:  # any failure, not only ImportError: the numpy clash is a ValueError
+        raise SourceError(import_failure("picamera2", e)) from e
+    return Picamera2
 
 
 class Picamera2Source(Source):
@@ -24,10 +61,9 @@ class Picamera2Source(Source):
     def _open(self) -> None:
         factory = self._factory
         if factory is None:
-            try:
-                from picamera2 import Picamera2 as factory
-            except ImportError as e:
-                raise SourceError(f"picamera2 is not installed ({e}); on a Pi: apt install python3-picamera2") from None
+            factory = load_picamera2()
+            if factory is None:
+                raise SourceError(f"picamera2 is not installed; on a Pi: {APT_FIX}")
         try:
             if not factory.global_camera_info():
                 raise SourceError("picamera2 finds no camera")

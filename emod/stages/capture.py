@@ -31,14 +31,21 @@ class CaptureStage(Stage):
         self.eos = False
         self.rate = RateMeter()
         self.errors = 0
+        self.auto_notes: set[str] = set()
 
     def _open(self) -> None:
         c = self.cfg.capture
-        src = open_source(c.source, c.width, c.height, c.fps)
+        src = open_source(c.source, c.width, c.height, c.fps, warn=self._auto_note)
         src.open()
         self.source, self.error, self.backoff = src, None, 0.5
         self.t0, self.n0 = time.monotonic(), 0
         self.log.info("source opened", source=src.spec, kind=src.kind, fps=src.fps)
+
+    def _auto_note(self, note: str) -> None:
+        """Log why ``auto`` passed a camera over, once per distinct reason (a looping clip reopens often)."""
+        if note not in self.auto_notes:
+            self.auto_notes.add(note)
+            self.log.warning("source auto", reason=note)
 
     def _fail(self, err: Exception) -> None:
         self.errors += 1

@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         from emod.cli import events
 
         return events.main(argv[1:])
+    if argv and argv[0] == "doctor":
+        from emod.cli import doctor
+
+        return doctor.main(argv[1:])
     if argv and argv[0] == "keygen":
         from emod.cli import keygen
 
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("analyze", help="analyse images and videos offline (emod analyze --help)")
     sub.add_parser("install-systemd", help="install the systemd service (emod install-systemd --help)")
     sub.add_parser("events", help="print the live per-face emotions of a running emod (emod events --help)")
+    sub.add_parser("doctor", help="check this machine for what emod needs, with fixes (emod doctor --help)")
     sub.add_parser("keygen", help="create CURVE keys for remote viewers (emod keygen --help)")
     args = p.parse_args(argv)
     return args.func(args)

@@ -27,10 +27,17 @@ def is_numpy_abi_error(text: str) -> bool:
     return any(sign in text for sign in NUMPY_ABI_SIGNS)
 
 
+FIX_SEP = "; fix: "
+
+
+def import_fix(module: str, e: BaseException) -> str:
+    """The known fix for MODULE (an apt package python3-MODULE) failing to import with E."""
+    return NUMPY_ABI_FIX if is_numpy_abi_error(str(e)) else f"sudo apt install --reinstall -y python3-{module}"
+
+
 def import_failure(module: str, e: BaseException) -> str:
-    """One line: the module, the real exception and the known fix."""
-    fix = NUMPY_ABI_FIX if is_numpy_abi_error(str(e)) else f"sudo apt install --reinstall -y python3-{module}"
-    return f"{module} is installed but fails to import: {type(e).__name__}: {e}; fix: {fix}"
+    """One line: the module, the real exception and, after :data:`FIX_SEP`, the known fix."""
+    return f"{module} is installed but fails to import: {type(e).__name__}: {e}{FIX_SEP}{import_fix(module, e)}"
 
 
 def load_picamera2():

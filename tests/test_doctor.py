@@ -1,0 +1,101 @@
+"""`emod doctor`: one verdict per check, the fix, and exit 1 when something would stop emod (picamera2 fakes, a real numpy ABI clash)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from _fixtures import EMOD, REPO, base_env, tiny_models  # noqa: F401
+from emod.cli.install_systemd import render_unit
+from emod.doctor.checks import CHECKS
+from emod.sources.picamera2 import is_numpy_abi_error
+from emod.testing import write_fake_picamera2
+
+APT_SCIPY = Path("/usr/lib/python3/dist-packages/scipy")  # Debian's python3-scipy: built against numpy 1.24
+
+
+def doctor(tmp: Path, models: Path, config: str = 'source = "demo"', pythonpath: list[Path] = (), unit_dir: Path | None = None,
+           ) -> tuple[int, dict]:
+    cfg = tmp / "emod.toml"
+    cfg.write_text(f'[daemon]\nruntime_dir = "{tmp / "run"}"\nstate_dir = "{tmp / "state"}"\n[power]\nbackend = "none"\n'
+                   f"[capture]\n{config}\n")
+    env = base_env(models, PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(REPO)]))
+    r = subprocess.run([str(EMOD), "doctor", "--json", "--config", str(cfg), "--unit-dir", str(unit_dir or tmp / "units")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.stdout, r.stderr
+    return r.returncode, {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+
+
+def test_doctor_lists_every_check_on_this_machine(tmp_path, tiny_models) -> None:
+    """On this machine with a demo source every check reports a one-line verdict, none fails, and the exit status is 0."""
+    rc, checks = doctor(tmp_path, tiny_models)
+    assert list(checks) == [c.name for c in CHECKS]
+    assert all(c["verdict"] and "\n" not in c["verdict"] and c["status"] in ("ok", "warn", "fail") for c in checks.values())
+    assert rc == 0, {n: c for n, c in checks.items() if c["status"] == "fail"}
+    import cv2
+    import numpy
+    import onnxruntime
+
+    assert f"numpy {numpy.__version__}" in checks["python"]["verdict"]
+    assert f"OpenCV {cv2.__version__}" in checks["python"]["verdict"] and onnxruntime.__version__ in checks["python"]["verdict"]
+    assert "quant" in checks["models"]["verdict"] and checks["models"]["status"] == "ok"
+    assert checks["systemd"]["status"] == "warn" and "install-systemd" in checks["systemd"]["fix"]
+    text = subprocess.run([str(EMOD), "doctor", "--config", str(tmp_path / "emod.toml"), "--unit-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=base_env(tiny_models))
+    assert text.returncode == 0 and len([ln for ln in text.stdout.splitlines() if ln[:4].strip() in ("OK", "WARN", "FAIL")]) == len(CHECKS)
+
+
+@pytest.mark.parametrize("mode, source, status, says, fix", [
+    ("numpy-abi", "auto", "fail", "picamera2 is installed but fails to import: ValueError: numpy.dtype size changed", "constraints/pi-"),
+    ("no-libcamera", "auto", "fail", "ModuleNotFoundError: No module named 'libcamera'", "apt install --reinstall -y python3-picamera2"),
+    ("no-camera", "picamera2", "fail", "picamera2 imports but finds no camera", "rpicam-hello --list-cameras"),
+    ("camera", "picamera2", "ok", "camera(s) 0: imx708", None),
+])
+def test_doctor_names_picamera2_failures(tmp_path, tiny_models, mode, source, status, says, fix) -> None:
+    """Each picamera2 fake failure mode is named with its real exception and fix and exits 1; a working camera passes."""
+    write_fake_picamera2(tmp_path / "fake", mode)
+    rc, checks = doctor(tmp_path, tiny_models, f'source = "{source}"', [tmp_path / "fake"])
+    pc = checks["picamera2"]
+    assert pc["status"] == status and says in pc["verdict"], pc
+    assert (fix is None and pc["fix"] is None) or fix in pc["fix"], pc
+    assert rc == (0 if status == "ok" else 1), checks
+    if mode == "camera":
+        assert checks["cameras"]["status"] == "ok" and checks["cameras"]["details"]["picamera2"] == 1
+
+
+def test_doctor_names_a_numpy_abi_clash(tmp_path, tiny_models) -> None:
+    """Debian's scipy (numpy 1.x ABI) seen from this numpy 2 environment fails to import: doctor names it, gives the fix, exits 1."""
+    if not (APT_SCIPY / "__init__.py").is_file():
+        pytest.fail(f"{APT_SCIPY} missing: apt-get install python3-scipy (.ci/run does)")
+    system = tmp_path / "dist-packages"  # apt's folder, holding only scipy (apt's numpy would otherwise shadow ours)
+    system.mkdir()
+    (system / "scipy").symlink_to(APT_SCIPY)
+    rc, checks = doctor(tmp_path, tiny_models, pythonpath=[system])
+    abi = checks["numpy-abi"]
+    assert rc == 1 and abi["status"] == "fail", abi
+    assert "scipy (" in abi["verdict"] and is_numpy_abi_error(abi["verdict"]), abi  # e.g. "numpy.dtype size changed"
+    assert "constraints/pi-" in abi["fix"] and "scipy" in abi["details"]["failed"]
+
+
+def test_doctor_sees_what_the_service_cannot(tmp_path, tiny_models) -> None:
+    """An installed unit whose venv is under /home and whose config is in /tmp fails, naming ProtectHome and PrivateTmp."""
+    units = tmp_path / "units"
+    units.mkdir()
+    shipped = (REPO / "systemd" / "emod.service").read_text()
+    (units / "emod.service").write_text(render_unit(shipped, "/home/pi/emod/.venv", "/tmp/emod.toml"))
+    rc, checks = doctor(tmp_path, tiny_models, unit_dir=units)
+    sd = checks["systemd"]
+    assert rc == 1 and sd["status"] == "fail", sd
+    assert "ProtectHome=yes hides /home/pi/emod/.venv/bin/emod" in sd["verdict"], sd
+    assert "does not exist" in sd["verdict"] and "/opt/emod" in sd["fix"]
+
+
+def test_doctor_fails_a_bad_config(tmp_path, tiny_models) -> None:
+    """An invalid config file is a failed check with `emod validate` as the fix; the other checks still run."""
+    rc, checks = doctor(tmp_path, tiny_models, 'source = "demo"\nfps = "fast"')
+    assert rc == 1 and checks["config"]["status"] == "fail" and "emod validate" in checks["config"]["fix"], checks["config"]
+    assert list(checks) == [c.name for c in CHECKS]

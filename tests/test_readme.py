@@ -18,3 +18,84 @@ def test_quick_start_commands_exist():
     make = (README.parent / "Makefile").read_text()
     assert "make run" in text and "make test" in text
     assert "\nrun:" in make and "\ntest:" in make
+
+
+# --- every command line of the README, against the CLI it names --------------------------------------------------
+
+import re  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+BIN = Path(sys.executable).parent
+CLIS = ("emod", "emod-view", "emod-stats", "emod-ctl")  # console scripts (pyproject.toml)
+NOT_OURS = {"sudo", "make", "git", "apt", "curl", "echo", "sha256sum", "systemctl", "journalctl", "usermod", "cd"}
+
+
+def readme_commands() -> list[list[str]]:
+    """Every emod command line of the README as argv (program first): shell-block lines and inline code spans
+    that start with an emod CLI or a tools/ script, with prefixes (sudo, .venv/bin/, python) dropped."""
+    text = README.read_text()
+    lines = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S):
+        if lang in ("sh", "bash"):
+            for line in body.splitlines():
+                lines += [part for part in re.split(r"&&|\|", line.split(" # ", 1)[0] if " # " in line else line)]
+    lines += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    out = []
+    for line in lines:
+        try:
+            words = shlex.split(line.strip())
+        except ValueError:
+            continue
+        while words and (words[0] in ("sudo", "python", "python3") or words[0].endswith("/python")):
+            words = words[1:]
+        if not words:
+            continue
+        prog = words[0].rsplit("/", 1)[-1] if "/bin/" in words[0] or words[0].startswith(".venv") else words[0]
+        if prog in CLIS or re.fullmatch(r"tools/\w+\.py", prog):
+            out.append([prog, *words[1:]])
+    return out
+
+
+def _help_target(argv: list[str]) -> tuple[str, ...]:
+    """The program (and subcommand) whose --help must list ARGV's options."""
+    prog, rest = argv[0], [w for w in argv[1:] if not w.startswith("-") and not w.startswith("[")]
+    if prog == "emod" and rest:
+        return (prog, rest[0])
+    return (prog,)
+
+
+def test_every_readme_command_line_parses():
+    """Each emod command in the README names a real program, subcommand and options: a renamed flag fails here."""
+    cmds = readme_commands()
+    assert len(cmds) >= 25, f"only {len(cmds)} README commands found: the extraction broke"
+    needs: dict[tuple[str, ...], set[str]] = {}
+    for argv in cmds:
+        target = _help_target(argv)
+        flags = {m for w in argv[1:] for m in re.findall(r"(?<![\w-])--[a-z][\w-]*", w)}
+        needs.setdefault(target, set()).update(flags)
+        if target == ("emod-ctl",):
+            needs[target].update(w for w in argv[1:2] if not w.startswith("-") and not w.startswith("["))
+    procs = {}
+    for target in needs:
+        prog = [sys.executable, str(README.parent / target[0])] if target[0].startswith("tools/") else [str(BIN / target[0])]
+        procs[target] = subprocess.Popen([*prog, *target[1:], "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, cwd=README.parent)
+    bad = []
+    for target, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            bad.append(f"{' '.join(target)} --help exits {proc.returncode}: {err.strip()[-300:]}")
+            continue
+        for word in sorted(needs[target]):
+            if not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", out):
+                bad.append(f"{' '.join(target)}: the README uses {word}, which --help does not list")
+    assert not bad, "\n".join(bad)
+
+
+def test_python_m_emod_config_prints_the_table():
+    """`python -m emod.config`, which the README names as the table's generator, prints exactly that table."""
+    r = subprocess.run([sys.executable, "-m", "emod.config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in README.read_text() and r.stdout.count("\n") > 40

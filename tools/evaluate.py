@@ -9,6 +9,7 @@ Nothing here preprocesses images itself.
     python tools/evaluate.py --model full --split private --json runs/eval/full.json
     python tools/evaluate.py --model runs/full/export/quant --split public --limit 500
     python tools/evaluate.py --model quant --split private --json runs/eval/quant.json --write-manifest
+    python tools/evaluate.py --model quant --split private --agree-with full --json docs/eval-quant.json
 
 Splits: ``public`` (PublicTest, the model-selection split), ``private`` (PrivateTest,
 the one to report) or ``all`` (both). ``--limit N`` evaluates a fixed, seeded random
@@ -19,6 +20,8 @@ Writes (optional) a JSON report and a confusion-matrix PNG (by default beside th
 JSON, ``<json stem>_confusion.png``). ``--write-manifest`` stores
 ``{accuracy, macro_f1, n, split}`` under ``metrics.<split>`` of the model's
 ``manifest.json``, leaving every other key, and so every file hash, untouched.
+``--agree-with OTHER`` also classifies the same images with model OTHER and reports
+``agreement.OTHER``: the fraction of images on which both give the same top label.
 Exit status: 0 on success, 2 for an unusable model or data set (one line on stderr).
 """
 
@@ -55,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="runtime threads, as the daemon's --threads (default: 1)")
     p.add_argument("--batch", type=int, default=256, help="faces per classify() call (default: 256)")
     p.add_argument("--cache", type=Path, default=REPO / ".cache", help="decoded-FER2013 cache directory (default: .cache)")
+    p.add_argument("--agree-with", metavar="MODEL", action="append", default=[],
+                   help="also report the share of images with the same top label as MODEL (repeatable)")
     p.add_argument("--write-manifest", action="store_true", help="store the headline metrics in the model's manifest.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -129,6 +134,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bar is noise here
     try:
         clf = load(args.model, threads=args.threads)
+        others = [load(name, threads=args.threads) for name in args.agree_with]
     except registry.ModelError as e:
         return fail(str(e))
     data_root = Path(args.data) if args.data is not None else fer2013.default_root()
@@ -146,6 +152,10 @@ def main(argv=None) -> int:
     pred = predict(clf, test.images, args.batch, progress=not args.no_progress)
     seconds = time.perf_counter() - t0
     cm = confusion_matrix(test.labels, pred, len(LABELS))
+    agreement = {}
+    for other in others:
+        agreement[other.name] = float((predict(other, test.images, args.batch, progress=not args.no_progress) == pred).mean())
+        print(f"same top label as {other.name}: {100 * agreement[other.name]:.1f} %")
     report = classification_report(test.labels, pred, LABELS)
     title = f"{clf.name} ({clf.info.format}) on FER2013 {args.split}" + (f" [limit {args.limit}]" if args.limit else "")
     print(format_table(report, title))
@@ -165,6 +175,7 @@ def main(argv=None) -> int:
         "seconds": round(seconds, 3),
         "threads": args.threads,
         "batch": args.batch,
+        **({"agreement": agreement} if agreement else {}),
     }
     png = args.confusion or (args.json.with_name(args.json.stem + "_confusion.png") if args.json else None)
     if png is not None:

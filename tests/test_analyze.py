@@ -1,0 +1,127 @@
+"""`emod analyze` (the CLI) and the image-folder source, on the bundled demo clip with the shipped `quant` model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from _fixtures import DEMO, EMOD, Daemon, base_env, read_video, short_tmp, tiny_models  # noqa: F401
+from emod.labels import LABELS
+from emod.sources.base import SourceError
+from emod.sources.folder import FolderSource
+
+
+def _records_with_faces(node) -> list[dict]:
+    """Every object in a JSON document that carries a ``faces`` list (one per analysed frame)."""
+    if isinstance(node, dict):
+        found = [node] if isinstance(node.get("faces"), list) else []
+        return found + [r for v in node.values() for r in _records_with_faces(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _records_with_faces(v)]
+    return []
+
+
+@pytest.fixture(scope="module")
+def frame_jpg(tmp_path_factory):
+    """Frame 0 of the demo clip as a JPEG, and the decoded image."""
+    path = tmp_path_factory.mktemp("analyze") / "frame0.jpg"
+    frame = read_video(DEMO)[0]
+    assert cv2.imwrite(str(path), frame)
+    return path, cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+def analyze(*args) -> subprocess.CompletedProcess:
+    """``emod analyze ARGS`` with the shipped models (no EMOD_MODELS_DIR)."""
+    env = {k: v for k, v in base_env(DEMO.parent).items() if k != "EMOD_MODELS_DIR"}
+    return subprocess.run([str(EMOD), "analyze", *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_analyze_json_matches_the_daemon_pipeline(frame_jpg):
+    """`emod analyze --json` on an image gives the faces, labels and probabilities the daemon's FacePipeline gives."""
+    from emod import config
+    from emod.cli.analyze import build_pipeline
+
+    path, img = frame_jpg
+    r = analyze(path, "--json", "--model", "quant")
+    assert r.returncode == 0, r.stderr
+    records = _records_with_faces([json.loads(line) for line in r.stdout.splitlines() if line.strip()])
+    assert len(records) == 1
+    faces = records[0]["faces"]
+    assert faces, "no face found on the demo frame"
+    expect, _, _ = build_pipeline(config.Config(), "quant").process(img)
+    assert [tuple(f["box"]) for f in faces] == [tuple(f.box) for f in expect]
+    for got, want in zip(faces, expect):
+        assert len(got["probs"]) == len(LABELS) and abs(sum(got["probs"]) - 1) < 1e-3
+        assert got["label"] == LABELS[int(np.argmax(got["probs"]))] == want.label
+        assert np.allclose(got["probs"], want.probs, atol=1e-4)
+
+
+def test_analyze_video_plain_output_and_a_missing_file(frame_jpg, tmp_path):
+    """A video is analysed every Nth frame, plain output names box and label, and a missing file exits non-zero
+    naming it while the other inputs are still analysed."""
+    path, _ = frame_jpg
+    r = analyze(DEMO, "--json", "--every", "20", "--model", "quant")
+    assert r.returncode == 0, r.stderr
+    records = _records_with_faces([json.loads(line) for line in r.stdout.splitlines() if line.strip()])
+    assert len(records) == 4  # frames 0, 20, 40 and 60 of 62
+    assert sum(len(rec["faces"]) > 0 for rec in records) >= 3
+
+    missing = tmp_path / "nosuch.jpg"
+    r = analyze(missing, path, "--model", "quant")
+    assert r.returncode != 0
+    assert str(missing) in r.stdout + r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith(str(path))]
+    assert lines and all(" box " in line and any(label in line for label in LABELS) for line in lines), r.stdout
+
+
+def test_analyze_unknown_model_exits_2(frame_jpg):
+    """An unknown --model is refused with exit 2, naming it."""
+    r = analyze(frame_jpg[0], "--model", "nosuch")
+    assert r.returncode == 2 and "nosuch" in r.stderr
+
+
+def _write(folder, name: str, shape, value: int) -> None:
+    assert cv2.imwrite(str(folder / name), np.full(shape, value, np.uint8))
+
+
+def test_folder_source_reads_images_in_name_order(tmp_path):
+    """A folder source yields each decodable image once, in name order, skipping other and broken files."""
+    _write(tmp_path, "b.jpg", (20, 30, 3), 200)
+    _write(tmp_path, "a.png", (10, 12, 3), 50)
+    _write(tmp_path, "c.bmp", (8, 8, 3), 120)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    src = FolderSource(str(tmp_path))
+    src.open()
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f)
+    src.close()
+    assert [f.shape for f in frames] == [(10, 12, 3), (20, 30, 3), (8, 8, 3)]
+    assert [int(np.median(f)) for f in frames] == [pytest.approx(50, abs=2), pytest.approx(200, abs=2), 120]
+
+
+def test_folder_source_refuses_a_missing_or_empty_folder(tmp_path):
+    """A missing folder, or one without images, is a SourceError naming it."""
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "nosuch", tmp_path / "empty"):
+        with pytest.raises(SourceError, match=str(folder.name)):
+            FolderSource(str(folder)).open()
+
+
+def test_daemon_serves_an_image_folder(short_tmp, tiny_models):
+    """`emod run --source FOLDER --loop` classifies the folder's images and reports the folder as its source."""
+    folder = short_tmp / "images"
+    folder.mkdir()
+    for i, frame in enumerate(read_video(DEMO)[::10]):
+        assert cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame)
+    d = Daemon(short_tmp, tiny_models, folder)
+    try:
+        s = d.wait_processing()
+        assert s["source"]["name"] == str(folder) and s["source"]["error"] is None
+    finally:
+        d.kill()

@@ -1,0 +1,300 @@
+"""Every figure in README.md comes from a JSON report in docs/, written by a command the README names.
+
+How to register a figure (README edits that add, change or remove a number need this):
+
+1. Write the measurement to ``docs/NAME.json`` with a tool, and name the command in the README
+   (e.g. "``tools/measure.py --json docs/daemon.json``"). Add ``"NAME.json": "the command"`` to
+   :data:`WRITERS`: the test checks that the README names both.
+2. Add the README text around the figure to :data:`FIGURES`, with each number replaced by a
+   placeholder ``{SOURCE:PATH:FORMAT}``:
+
+   - ``SOURCE`` is a docs file's stem (``daemon`` for ``docs/daemon.json``), or ``config`` for a
+     default of :class:`emod.config.Config` (``{config:infer.detect_width:d}``);
+   - ``PATH`` is a dotted key path (list indices as numbers; keys may hold ``/``), optionally
+     scaled: ``100*accuracy`` for a percentage, ``1e-6*models.full.size_bytes`` for MB;
+   - ``FORMAT`` is a Python format spec that gives the README's rounding (``.1f``, ``,d``, ``.2f``).
+
+   The rendered text must appear in the README (whitespace runs count as one space), so the
+   README's number must be the report's value rounded as the README shows it.
+3. A number that is not a measurement (a version, a port, an exit status, a name such as
+   "Pi 5") goes into :data:`NOT_MEASURED` as the shortest README phrase that holds it, with the
+   reason in a comment.
+
+Everything else that looks like a number in the README prose, its tables and the comments of
+its shell blocks fails :func:`test_every_number_in_the_readme_is_registered`. Inline code,
+commands, link targets and the generated config table are not figures and are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from emod import config
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+# docs file -> the command (as the README writes it) that produces it
+WRITERS = {
+    "daemon.json": "tools/measure.py --json docs/daemon.json",
+    "bench.json": "tools/bench.py --models full quant --n 100 --threads 2",
+    "eval-full.json": "tools/evaluate.py --model NAME --split private",
+    "eval-quant.json": "tools/evaluate.py --model NAME --split private",
+    "clip-check-quant.json": "tools/make_clip.py --n 14000 --seed 2",
+    "optimize-quant.json": "tools/optimize.py --model runs/full2/model --out emod/models/zoo/quant",
+    "train-full-stage1.json": "tools/train.py --out runs/full --epochs 24",
+    "train-full-stage2.json": "tools/train.py --out runs/full2 --pretrained runs/full/model --epochs 30",
+}
+
+# README text with {SOURCE:PATH:FORMAT} placeholders (see the module docstring)
+FIGURES = [
+    # "Measured here": tools/measure.py
+    "| processed fps | {daemon:models.quant.processed_fps:.1f} | {daemon:models.full.processed_fps:.1f} |",
+    "| capture-to-result latency p50 / p95 | {daemon:models.quant.latency_ms.p50:.1f} / "
+    "{daemon:models.quant.latency_ms.p95:.1f} ms | {daemon:models.full.latency_ms.p50:.1f} / "
+    "{daemon:models.full.latency_ms.p95:.1f} ms |",
+    "| detect + classify p50 / p95 | {daemon:models.quant.inference_ms.p50:.1f} / "
+    "{daemon:models.quant.inference_ms.p95:.1f} ms | {daemon:models.full.inference_ms.p50:.1f} / "
+    "{daemon:models.full.inference_ms.p95:.1f} ms |",
+    "| total RSS of all emod processes | {daemon:models.quant.total_rss_mb:.0f} MB | "
+    "{daemon:models.full.total_rss_mb:.0f} MB |",
+    "| `emod-ctl set-model` to this model, reply | {daemon:models.full.set_model.quant.reply_s:.2f} s | "
+    "{daemon:models.quant.set_model.full.reply_s:.2f} s (imports torch) |",
+    "On this {daemon:machine.cpu_count:d}-core x86-64 build machine (not yet on a Pi 5), shared with other jobs while "
+    "it ran (load average {daemon:machine.loadavg.0:.1f} before, {daemon:machine.loadavg_after.0:.1f} after)",
+    "classified), {daemon:scenario.seconds:.0f} s per model",
+    # the labelled FER clip: tools/make_clip.py --check
+    "On a labelled clip of all {clip-check-quant:unique_images:,d} FER2013 PrivateTest faces",
+    "{clip-check-quant:frames:,d} frames, {clip-check-quant:faces:,d} face appearances",
+    "find {clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision, and "
+    "`quant` labels {clip-check-quant:100*pipeline_accuracy:.1f} % of the found faces correctly, against "
+    "{eval-quant:100*accuracy:.1f} % on PrivateTest (the 48x48 originals of the same faces: "
+    "{clip-check-quant:100*direct_accuracy_on_detected:.1f} %)",
+    # the Models table: tools/bench.py and tools/evaluate.py
+    "| file size | {bench:1e-6*models.full.size_bytes:.2f} MB | {bench:1e-6*models.quant.size_bytes:.2f} MB "
+    "({bench:100*ratios.quant/full.size:.0f} %) |",
+    "| multiply-accumulates per image | {bench:1e-6*models.full.macs:.1f} M | {bench:1e-6*models.quant.macs:.1f} M "
+    "({bench:100*ratios.quant/full.macs:.1f} %) |",
+    "| {bench:models.full.latency_ms.median:.1f} / {bench:models.full.latency_ms.p90:.1f} ms | "
+    "{bench:models.quant.latency_ms.median:.2f} / {bench:models.quant.latency_ms.p90:.2f} ms "
+    "(x{bench:ratios.quant/full.latency_median:.2f}) |",
+    "| FER2013 PrivateTest accuracy (n = {eval-full:n:,d}) | **{eval-full:100*accuracy:.1f} %** | "
+    "**{eval-quant:100*accuracy:.1f} %** |",
+    "| PrivateTest macro-F1 | {eval-full:macro_f1:.3f} | {eval-quant:macro_f1:.3f} |",
+    "| same top label as `full`, PrivateTest | | {eval-quant:100*agreement.full:.1f} % of all "
+    "{eval-quant:n:,d} |",
+    "224x224, as the prototype did per frame): {bench:models.seed.latency_ms.median:.1f} / "
+    "{bench:models.seed.latency_ms.p90:.1f} ms, so `quant` is x{bench:ratios.quant/seed.latency_median:.3f} of it",
+    "(a 224 px MobileNetV2 costs {bench:1e-6*models.seed.macs:.0f} M MACs; this one {bench:1e-6*models.full.macs:.0f} M)",
+    # how quant was made: tools/optimize.py
+    "until {optimize-quant:100*(1-macs_target):.0f} % of the MACs are gone",
+    "{optimize-quant:1e-6*macs_before:.1f} M -> {optimize-quant:1e-6*macs_after:.1f} M",
+    "Agreement right after pruning and re-estimating the BatchNorms: "
+    "{optimize-quant:100*public_agreement_with_unpruned.recalibrated:.1f} % (before re-estimating: "
+    "{optimize-quant:100*public_agreement_with_unpruned.pruned:.1f} %)",
+    "{optimize-quant:epochs:d} epochs at 1e-4): {optimize-quant:100*public_agreement_with_unpruned.fine_tuned:.1f} %",
+    "After int8: {optimize-quant:100*public_agreement_with_unpruned.int8:.1f} %",
+    # training: tools/train.py
+    "the {train-full-stage2:data_cleaning.blank:d} blank images, the {train-full-stage2:data_cleaning.leaked:d} "
+    "training images identical to test images (the Kaggle release's leak), "
+    "{train-full-stage2:data_cleaning.conflicting:d} images with conflicting duplicate labels and "
+    "{train-full-stage2:data_cleaning.train_duplicates:,d} further duplicates "
+    "({train-full-stage2:data_cleaning.kept:,d} kept)",
+    "{train-full-stage1:args.epochs:d} epochs from scratch at 2e-3 (PublicTest "
+    "{train-full-stage1:100*best_public_acc:.1f} %;",
+    "then {train-full-stage2:args.epochs:d} epochs from it at a gentler 6e-4 (PublicTest "
+    "{train-full-stage2:100*best_public_acc:.1f} %",
+    # defaults stated in prose: emod/config.py
+    "after more than {config:supervisor.max_restarts:d} restarts of one stage in "
+    "{config:supervisor.restart_window:.0f} s",
+]
+
+# Numbers that are not measurements: the shortest README phrase holding each, and why.
+NOT_MEASURED = [
+    "Raspberry Pi 5",  # the product's target
+    "Pi 5's",  # the same
+    "Python 3.11+",  # a requirement
+    "127.0.0.1:8080",  # example port (the command beside it)
+    "the last 10 minutes",  # the example argument `--history 10`
+    "exit 78 on error",  # exit statuses: emod.config.EXIT_CONFIG and emod.protocol.EXIT_CODES
+    "exit non-zero: 2",
+    "3 when emod is not reachable, 78 for a bad config",
+    "Exit status 78 (bad config)",
+    "exits 78 on error",
+    "(backoff 0.5 s doubling to 10 s)",  # emod/launcher/supervisor.py constants
+    "exiting 1,",  # exit status
+    "or after 2 s without a frame",  # emod/stages/infer.py constant
+    "over the last 300 results",  # emod/launcher/telemetry.py window
+    "MobileNetV2 1.0, 1-channel",  # architecture: width multiplier, channels
+    "`--macs 0.74`: the six widest late blocks keep 25-50 % of theirs, the first ten",  # the recipe's arguments
+    "(two images per face",  # what mirror averaging means
+    "to 75 / 50 / 25 % of its",  # the options optimize.py tries
+    "For the late 576- and 960-channel blocks",  # architecture
+    "so they go down to 25 %",  # the recipe (allocation in docs/optimize-quant.json)
+    "**Distil at temperature 1**",  # the recipe's argument
+    "saturating 16-bit lanes",  # a hardware fact
+    "Why 64 px and 1 channel",  # the design
+    "resized to 64",
+    "(disgust has 436 images)",  # FER2013's published class count
+    "fresh 7-way head",  # seven labels
+    "transformers' 0.997",  # a library's constant
+    "5.x dropped",  # OpenCV's version
+    "whose 232 KB model ships inside emod",  # the bundled file's size (its SHA-256 is checked at load)
+    "(CC BY 4.0)",  # a licence
+    "x86-64",  # an architecture name
+    "on 4,096 training images",  # the recipe's argument (optimize.py's default)
+    "10-second average",  # power_monitor.py's default --duration
+]
+
+PLACEHOLDER = re.compile(r"\{([\w-]+):([^:{}]+)(?::([^{}]*))?\}")
+NUMBER = re.compile(r"(?<![\w.\-])[-+]?\d(?:[\d,]*\d)?(?:\.\d+)?(?!\w)")
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _lookup(data, path: str):
+    node = data
+    for key in path.split("."):
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
+
+
+def _value(source: str, expr: str, cache: dict):
+    """The value of EXPR (``[SCALE*]PATH`` or ``100*(1-PATH)``) in SOURCE (a docs stem or ``config``)."""
+    if source not in cache:
+        if source == "config":
+            cache[source] = json.loads(config.Config().to_json())
+        else:
+            path = DOCS / f"{source}.json"
+            assert path.is_file(), f"docs/{source}.json does not exist"
+            cache[source] = json.loads(path.read_text())
+    data = cache[source]
+    m = re.fullmatch(r"(?:([0-9.e+-]+)\*)?(?:\(1-(.+)\)|(.+))", expr.strip())
+    scale, one_minus, path = float(m.group(1) or 1), m.group(2), m.group(3)
+    try:
+        value = _lookup(data, one_minus or path)
+    except (KeyError, IndexError, TypeError):
+        raise AssertionError(f"{source}: no value at {one_minus or path!r}") from None
+    if isinstance(value, str):  # e.g. a tool's recorded command-line arguments
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{source}:{expr} is {value!r}, not a number"
+    return scale * ((1 - value) if one_minus else value)
+
+
+def render(template: str, cache: dict | None = None) -> str:
+    """TEMPLATE with each placeholder replaced by its source's value in the placeholder's format."""
+    cache = {} if cache is None else cache
+
+    def one(m: re.Match) -> str:
+        value = _value(m.group(1), m.group(2), cache)
+        fmt = m.group(3) or ""
+        if fmt.endswith("d"):
+            assert abs(value - round(value)) < 1e-9, f"{m.group(0)} is {value}, not a whole number"
+            value = int(round(value))
+        return format(value, fmt)
+
+    return _normal(PLACEHOLDER.sub(one, template))
+
+
+def _sources(template: str) -> set[str]:
+    return {m.group(1) for m in PLACEHOLDER.finditer(template)}
+
+
+def _prose(text: str) -> str:
+    """README text that can hold figures: no generated config table, inline code, link targets or commands,
+    but with the comments of shell blocks (``# ~40 min`` is a figure)."""
+    text = re.sub(r"\| option \| default \| meaning \|.*?\n\n", "\n", text, flags=re.S)  # generated, test_readme.py
+
+    def block(m: re.Match) -> str:
+        if m.group(1) not in ("sh", "bash", ""):
+            return "\n"
+        return "\n".join(line.split(" # ", 1)[1] for line in m.group(2).splitlines() if " # " in line) + "\n"
+
+    text = re.sub(r"```(\w*)\n(.*?)```", block, text, flags=re.S)
+    return text
+
+
+def _code_free(text: str) -> str:
+    return re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`\n]*`", "`code`", text))
+
+
+def test_every_registered_figure_matches_its_report():
+    """Each registered README figure is its docs report's value, rounded as the README shows it."""
+    readme = _normal(README.read_text())
+    cache: dict = {}
+    missing = []
+    for template in FIGURES:
+        try:
+            text = render(template, cache)
+        except AssertionError as e:
+            missing.append(f"{template}\n  cannot be rendered: {e}")
+            continue
+        if text not in readme:
+            stem = _normal(PLACEHOLDER.split(template)[0])
+            around = readme[readme.find(stem):][:len(text) + 40] if stem and stem in readme else "(its text is gone)"
+            missing.append(f"expected: {text}\n  README:   {around}")
+    assert not missing, "README figures that differ from docs/ (re-measure, or fix the README):\n" + "\n".join(missing)
+
+
+def test_every_number_in_the_readme_is_registered():
+    """No number in the README's prose, tables or shell comments escapes FIGURES or NOT_MEASURED."""
+    text = _normal(_prose(README.read_text()))
+    cache: dict = {}
+    spans = [_normal(p) for p in NOT_MEASURED]
+    for template in FIGURES:
+        try:
+            spans.append(render(template, cache))
+        except AssertionError:  # reported by test_every_registered_figure_matches_its_report
+            pass
+    stale = [p for p in NOT_MEASURED if _normal(p) not in text and _normal(p) not in _normal(README.read_text())]
+    assert not stale, f"NOT_MEASURED phrases no longer in the README (remove them): {stale}"
+    for span in sorted(spans, key=len, reverse=True):
+        text = text.replace(span, " § ")
+    text = _code_free(text)
+    text = re.sub(r"\b\d+(?:\.\d+)?e-\d+\b", " § ", text)  # learning rates such as 2e-3 are arguments
+    text = re.sub(r"(?<=\d)-(?=\d)", " - ", text)  # ranges: 3-5 s
+    text = re.sub(r"(?<![\w])x(?=\d+\.\d)", "x ", text)  # ratios: x0.16
+    loose = []
+    for m in NUMBER.finditer(text):
+        loose.append(f"{m.group(0)!r} in: ...{text[max(0, m.start() - 60):m.end() + 30]}...")
+    assert not loose, (f"{len(loose)} README numbers with no docs/ source (register them in FIGURES, see this "
+                       "file's docstring, or take them out):\n" + "\n".join(loose))
+
+
+def test_every_report_is_named_with_its_writer():
+    """Each docs file a figure comes from is named in the README, and so is the command that writes it."""
+    readme = _normal(README.read_text())
+    used = set().union(*(_sources(t) for t in FIGURES)) - {"config"}
+    for stem in sorted(used):
+        name = f"{stem}.json"
+        assert name in WRITERS, f"docs/{name} has figures but no entry in WRITERS"
+        assert f"docs/{name}" in readme, f"the README never names docs/{name}"
+        assert WRITERS[name] in readme, f"the README never names the command that writes docs/{name}: {WRITERS[name]}"
+
+
+@pytest.mark.parametrize("template", ["{eval-quant:100*accuracy:.1f} %", "{bench:1e-6*models.full.size_bytes:.2f} MB"])
+def test_render_rounds_the_report_value(template):
+    """A placeholder renders its report's value scaled and rounded, so a changed report changes the expected text."""
+    source = _sources(template).pop()
+    data = json.loads((DOCS / f"{source}.json").read_text())
+    expr = PLACEHOLDER.search(template).group(2)
+    scale, path = expr.split("*")
+    assert render(template) == format(float(scale) * _lookup(data, path), PLACEHOLDER.search(template).group(3)) + template[template.index("}") + 1:]
+
+
+if __name__ == "__main__":  # python tests/test_readme_figures.py: the README text each registered figure expects
+    for t in FIGURES:
+        try:
+            print(render(t))
+        except AssertionError as e:
+            print(f"{t}\n  cannot be rendered: {e}")

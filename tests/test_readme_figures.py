@@ -71,7 +71,7 @@ FIGURES = [
     # the labelled FER clip: tools/make_clip.py --check
     "On a labelled clip of all {clip-check-quant:unique_images:,d} FER2013 PrivateTest faces",
     "{clip-check-quant:frames:,d} frames, {clip-check-quant:faces:,d} face appearances",
-    "find {clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision, and "
+    "{clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision, and "
     "`quant` labels {clip-check-quant:100*pipeline_accuracy:.1f} % of the found faces correctly, against "
     "{eval-quant:100*accuracy:.1f} % on PrivateTest (the 48x48 originals of the same faces: "
     "{clip-check-quant:100*direct_accuracy_on_detected:.1f} %)",

@@ -128,6 +128,7 @@ NOT_MEASURED = [
     "exits 78 on error",
     "(backoff 0.5 s doubling to 10 s)",  # emod/launcher/supervisor.py constants
     "exiting 1,",  # exit status
+    "It exits 1 when",  # exit status (emod doctor)
     "or after 2 s without a frame",  # emod/stages/infer.py constant
     "over the last 300 results",  # emod/launcher/telemetry.py window
     "MobileNetV2 1.0, 1-channel",  # architecture: width multiplier, channels

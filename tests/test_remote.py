@@ -13,7 +13,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from _fixtures import BIN, Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import BIN, Daemon, clip, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod import config, remote
 from emod.cli import keygen
 from emod.viewer.receiver import Receiver

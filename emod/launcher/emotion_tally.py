@@ -30,6 +30,30 @@ def shares(face_s: dict[str, float]) -> dict[str, float] | None:
     return {k: round(v / total, 4) for k, v in face_s.items()} if total > 0 else None
 
 
+def format_shares(face_s: dict[str, float] | None, tracks: int | None) -> str:
+    """``happy 62%, neutral 30%, sad 8% (41 face-s, 3 tracks)``, largest first; ``no faces`` without face-time."""
+    sh = shares(face_s or {})
+    if sh is None:
+        return "no faces"
+    parts = ", ".join(f"{k} {v:.0%}" for k, v in sorted(sh.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+    return f"{parts} ({sum(face_s.values()):.0f} face-s, {tracks or 0} tracks)"
+
+
+def sum_intervals(records: list[dict]) -> dict:
+    """Face-seconds per label and tracks over history records (their ``emotions.interval``), with shares."""
+    face_s, tracks = _zero(), 0
+    for r in records:
+        interval = (r.get("emotions") or {}).get("interval") or {}
+        for k in LABELS:
+            v = (interval.get("face_s") or {}).get(k)
+            if isinstance(v, (int, float)):
+                face_s[k] += v
+        if isinstance(interval.get("tracks"), int):
+            tracks += interval["tracks"]
+    face_s = {k: round(v, 3) for k, v in face_s.items()}
+    return {"face_s": face_s, "shares": shares(face_s), "tracks": tracks}
+
+
 class EmotionTally:
     def __init__(self):
         self.prev: tuple[int, dict[str, float], int] | None = None  # (pid, face_s, tracks_seen) of the last report

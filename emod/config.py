@@ -68,7 +68,11 @@ class Infer:
                                 "this; with haar_neighbors = 1 it drops the weakest lone windows (-100: no floor; see README: "
                                 "Face detectors).", signed=True)
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
-    margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip).")
+    margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip); "
+                        "for faces without landmarks (haar) or with align off.")
+    align: bool = opt(False, "Crop faces with landmarks (yunet) upright, eyes level, framed as FER2013 frames its faces (see README: Face detectors).")
+    align_scale: float = opt(0.9, "Aligned crop side relative to FER2013's framing (larger: more of the head).")
+    align_eye_y: float = opt(0.34, "Height of the eye line in the aligned crop, as a fraction of its side (FER2013's median: 0.382).")
     threads: int = opt(1, "Threads of the classifier runtime.")
 
 
@@ -247,6 +251,8 @@ def check(cfg: Config, origin: str) -> None:
         (bool(cfg.infer.haar_cascades.strip(",").strip()) and all(n.strip() in HAAR_CASCADES for n in cfg.infer.haar_cascades.split(",")),
          f"infer.haar_cascades: {cfg.infer.haar_cascades!r} is not a comma-separated list of {', '.join(HAAR_CASCADES)}"),
         (cfg.infer.threads >= 1, "infer.threads must be at least 1"),
+        (0.5 <= cfg.infer.align_scale <= 2.0, "infer.align_scale must be 0.5..2"),
+        (0.1 <= cfg.infer.align_eye_y <= 0.9, "infer.align_eye_y must be 0.1..0.9"),
         (cfg.infer.max_faces >= 1, "infer.max_faces must be at least 1"),
         (1 <= cfg.display.jpeg_quality <= 100, "display.jpeg_quality must be 1..100"),
         (0 < cfg.display.ema_alpha <= 1, "display.ema_alpha must be in (0, 1]"),

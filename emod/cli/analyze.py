@@ -2,7 +2,8 @@
 of images and videos through the daemon's own detection and classification path
 (:class:`emod.pipeline.FacePipeline`).
 
-Per face: the box, the label and the probabilities in :data:`emod.labels.LABELS` order.
+Per face: the box, the detection score, the label and the probabilities in :data:`emod.labels.LABELS`
+order; ``--json`` also gives each frame's detector, ``detect_ms`` and ``classify_ms``.
 Videos are analysed frame by frame (``--every N`` to sample).
 
 ``--summary`` prints, per file, one line (or JSON object) per face track instead: its frames,
@@ -30,11 +31,9 @@ from emod.sources.video import VideoSource
 def build_pipeline(cfg: config.Config, model: str):
     from emod.models.classifier import load
     from emod.pipeline import FacePipeline
-    from emod.vision import detect
 
     c = cfg.infer
-    detector = detect.from_config(c)
-    return FacePipeline(detector, load(model, c.threads, cfg.daemon.state_dir or None), c.margin)
+    return FacePipeline.from_config(c, load(model, c.threads, cfg.daemon.state_dir or None))
 
 
 def _frames(path: Path, every: int, fps: list | None = None):
@@ -101,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 faces, dms, cms = pipe.process(frame)
                 if args.json:
                     print(json.dumps({"path": str(path), "frame": idx, "model": pipe.classifier.name,
+                                      "detector": pipe.detector.name, "detect_ms": round(dms, 3), "classify_ms": round(cms, 3),
                                       "faces": [f.as_dict() for f in faces]}))
                 else:
                     where = f"{path}" + (f"#{idx}" if path.suffix.lower() not in IMAGE_SUFFIXES else "")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zmq
 
-from emod import protocol
+from emod import dirs, protocol
 
 DEFAULT_RUNTIME_DIR = "/run/emod"
 _MAX_IPC_PATH = 107
@@ -57,6 +57,7 @@ def socket_path(rundir: Path, name: str) -> Path:
 
 
 def bind(ctx: zmq.Context, kind: int, rundir: Path, name: str, hwm: int | None = None) -> zmq.Socket:
+    """Bind endpoint ``name`` under ``rundir`` (mode 0660) after :func:`emod.dirs.check_dir`; UnsafePath if refused."""
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
     if hwm is not None:
@@ -65,6 +66,11 @@ def bind(ctx: zmq.Context, kind: int, rundir: Path, name: str, hwm: int | None =
     if kind in (zmq.PULL, zmq.ROUTER, zmq.SUB):
         s.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_PAYLOAD_BYTES + protocol.MAX_HEADER_BYTES)
     path = socket_path(rundir, name)
+    try:
+        dirs.check_dir(path.parent, "runtime directory")  # nobody else may own the place our sockets live
+    except OSError:
+        s.close()
+        raise
     if path.exists():
         path.unlink()  # a stale socket left by a killed process
     s.bind(endpoint(rundir, name))

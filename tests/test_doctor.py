@@ -99,3 +99,16 @@ def test_doctor_fails_a_bad_config(tmp_path, tiny_models) -> None:
     rc, checks = doctor(tmp_path, tiny_models, 'source = "demo"\nfps = "fast"')
     assert rc == 1 and checks["config"]["status"] == "fail" and "emod validate" in checks["config"]["fix"], checks["config"]
     assert list(checks) == [c.name for c in CHECKS]
+
+
+def test_doctor_fails_loose_directories_and_an_open_metrics_bind(tmp_path, tiny_models) -> None:
+    """A world-writable state directory and a non-loopback Prometheus bind each make the security check fail, naming them."""
+    rc, checks = doctor(tmp_path, tiny_models)
+    assert checks["security"]["status"] == "ok", checks["security"]
+    (tmp_path / "state").mkdir(mode=0o700)
+    os.chmod(tmp_path / "state", 0o777)
+    rc, checks = doctor(tmp_path, tiny_models, config='source = "demo"\n[telemetry]\nprometheus = "0.0.0.0:9108"')
+    sec = checks["security"]
+    assert rc == 1 and sec["status"] == "fail", sec
+    assert f"state directory {tmp_path / 'state'}" in sec["verdict"] and "writable by others" in sec["verdict"]
+    assert "0.0.0.0:9108" in sec["verdict"] and "chmod o-w" in sec["fix"]

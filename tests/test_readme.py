@@ -61,7 +61,7 @@ def readme_commands() -> list[list[str]]:
 def _help_target(argv: list[str]) -> tuple[str, ...]:
     """The program (and subcommand) whose --help must list ARGV's options."""
     prog, rest = argv[0], [w for w in argv[1:] if not w.startswith("-") and not w.startswith("[")]
-    if prog == "emod" and rest:
+    if (prog == "emod" and rest) or (prog == "emod-view" and rest[:1] == ["passwd"]):
         return (prog, rest[0])
     return (prog,)
 

@@ -3,8 +3,9 @@
     emod-view                          a local window (needs a display)
     emod-view --snapshot shot.jpg      save one frame (.jpg as received, .png re-encoded) and exit;
                                        prints the frame's header (seq, tracks, info) as JSON
-    emod-view --http 8080              a web page at http://127.0.0.1:8080/ (stream + live telemetry);
-                                       --http 0.0.0.0:8080 to serve other machines
+    emod-view --http 8080              a web page at http://127.0.0.1:8080/ (stream, emotions, telemetry);
+                                       --http 0.0.0.0:8080 serves other machines and needs a login:
+    emod-view passwd USER              create or change a login (--token NAME: a bearer token for scripts)
     emod-view --connect tcp://pi:5560 --server-key server.key --client-key me.key_secret ...
                                        the same, from a remote daemon with [remote] enabled
                                        (keys from ``emod keygen``)
@@ -45,10 +46,26 @@ def open_receiver(args):
     path = bus.socket_path(rundir, protocol.PREVIEW)
     if not path.exists():
         msg = f"is emod running? no preview socket at {path} (use --runtime-dir or EMOD_RUNTIME_DIR)"
+        if _preview_disabled(rundir):
+            from emod.viewer.receiver import PREVIEW_DISABLED
+
+            msg = PREVIEW_DISABLED
+            if not args.http:
+                raise FileNotFoundError(msg)
         if args.snapshot:
             raise FileNotFoundError(msg)
         print(f"emod-view: {msg}; waiting for it", file=sys.stderr)  # a long-running viewer attaches when emod starts
     return Receiver(bus.connect(ctx, zmq.SUB, rundir, protocol.PREVIEW, hwm=2, topic=b"preview"))
+
+
+def _preview_disabled(rundir) -> bool:
+    """Whether a daemon answers on the control socket and says display.preview = false."""
+    from emod.client import Client, ClientError
+
+    try:
+        return (Client(rundir, timeout=2.0).call("stats").get("preview") or {}).get("enabled") is False
+    except ClientError:
+        return False
 
 
 def snapshot(rx, out: Path, timeout: float) -> int:
@@ -106,36 +123,102 @@ def window(rx, timeout: float) -> int:
     return 0
 
 
-def _interrupt(*_args) -> None:
-    raise KeyboardInterrupt
+def _http_security(args, host: str):
+    """(credentials or None, ssl context or None) for --http; ValueError naming the fix when unusable."""
+    from emod.viewer import auth
+    from emod.viewer.http import is_loopback
+
+    ssl_context = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load the TLS certificate {args.tls_cert} / key {args.tls_key}: {e}") from None
+    path = args.passwd_file or auth.default_passwd_file()
+    need = args.auth or not is_loopback(host)
+    if not need:
+        return None, ssl_context
+    try:
+        creds = auth.Credentials(path)
+    except auth.CredentialsError as e:
+        raise ValueError(str(e)) from None
+    if creds.empty:
+        why = f"--http {args.http} is not a loopback address" if not is_loopback(host) else "--auth is set"
+        raise ValueError(f"{why} and {path} holds no credentials: refusing to serve the camera without a login. "
+                         f"Create one with: emod-view passwd USER{'' if args.passwd_file is None else f' --file {path}'} "
+                         f"(or serve 127.0.0.1 only and reach it through SSH or a reverse proxy)")
+    return creds, ssl_context
 
 
-def serve(rx, args) -> int:
+def serve(rx, args, security) -> int:
+    import asyncio
+
     from emod import log as emod_log
-    from emod.viewer.http import StatsSampler, ViewerServer, parse_listen
+    from emod.viewer.hubs import EmotionHub, FrameHub
+    from emod.viewer.http import Viewer, parse_listen
+    from emod.viewer.http import serve as serve_http
+    from emod.viewer.sampler import StatsSampler
 
     log = emod_log.setup("emod-view", "console" if sys.stderr.isatty() else "json")
     host, port = parse_listen(args.http)
+    creds, ssl_context = security
     sampler = StatsSampler(rx, args.runtime_dir, remote=bool(args.connect))
+    sampler.wait_first(5.0)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        emotions = EmotionHub(loop, _emotions_subscriber(args))
+        viewer = Viewer(rx, sampler, emotions, FrameHub(rx, loop), bool(args.connect), creds, tls=ssl_context is not None,
+                        max_streams=args.max_streams, log=log)
+
+        def ready(bound: int, stop: asyncio.Event) -> None:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            shown = f"[{host}]" if ":" in host else host
+            scheme = "https" if ssl_context is not None else "http"
+            login = "login required" if creds is not None else "no login (loopback)"
+            print(f"emod-view: serving {scheme}://{shown}:{bound}/ ({login})", file=sys.stderr, flush=True)
+
+        try:
+            await serve_http(viewer, host, port, ssl_context, ready)
+        finally:
+            emotions.close()
+
     try:
-        server = ViewerServer((host, port), rx, sampler, log)
+        asyncio.run(run())
     except OSError as e:
         return _die(f"cannot listen on {host}:{port}: {e}")
-    signal.signal(signal.SIGTERM, _interrupt)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"emod-view: serving http://{shown}:{server.server_address[1]}/", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        server.stopping = True
-        server.server_close()
         sampler.close()
     return 0
 
 
+def _emotions_subscriber(args):
+    """The emotions stream's subscriber for these arguments, or None when it cannot be opened."""
+    try:
+        from emod.events import Subscriber
+    except ImportError:
+        return None
+    try:
+        return Subscriber(args.runtime_dir, connect=args.connect, server_key=args.server_key, client_key=args.client_key)
+    except (ValueError, OSError) as e:
+        print(f"emod-view: no emotions stream: {e}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "passwd":
+        from emod.cli import passwd
+
+        return passwd.main(argv[1:])
     p = argparse.ArgumentParser(prog="emod-view", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runtime-dir", help="runtime directory of the local daemon (env EMOD_RUNTIME_DIR)")
     p.add_argument("--connect", metavar="tcp://HOST:PORT", help="attach to a remote daemon's [remote] preview_bind")
@@ -143,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-key", metavar="FILE", help="this viewer's secret key file (NAME.key_secret), with --connect")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--snapshot", metavar="FILE", type=Path, help="save one frame to FILE (.jpg or .png) and exit")
-    mode.add_argument("--http", metavar="[HOST:]PORT", help="serve a web page (host defaults to 127.0.0.1)")
+    mode.add_argument("--http", metavar="[HOST:]PORT", help="serve a web page (host defaults to 127.0.0.1; "
+                      "any other address needs a login: emod-view passwd USER)")
+    p.add_argument("--passwd-file", type=Path, metavar="FILE", help="credentials for --http (default: that of emod-view passwd)")
+    p.add_argument("--auth", action="store_true", help="require a login on a loopback address too (e.g. behind a reverse proxy)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM), with --tls-key")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument("--max-streams", type=int, default=32, metavar="N", help="open video and event streams at most (default 32)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
     args = p.parse_args(argv)
     if args.connect and not (args.server_key and args.client_key):
@@ -157,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
             parse_listen(args.http)
         except ValueError as e:
             p.error(str(e))
+        if args.max_streams < 1:
+            p.error("--max-streams must be at least 1")
+        try:  # before anything else: never serve the camera without the login it needs
+            security = _http_security(args, parse_listen(args.http)[0])
+        except ValueError as e:
+            return _die(str(e), 2)
     if not (args.snapshot or args.http):
         import os
 
@@ -170,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.snapshot:
             return snapshot(rx, args.snapshot, args.timeout)
         if args.http:
-            return serve(rx, args)
+            return serve(rx, args, security)
         return window(rx, args.timeout)
     finally:
         rx.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zmq
 
-from emod import bus, config, protocol, remote
+from emod import bus, config, dirs, protocol, remote
 from emod.launcher import control
 from emod.launcher.notify import Notifier
 from emod.launcher.supervisor import GiveUp, Supervisor, stage_argv
@@ -50,8 +50,8 @@ class Launcher:
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _lock(self) -> None:
-        self.rundir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.rundir / "emod.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        dirs.ensure_dir(self.rundir, "runtime directory")
+        fd = os.open(self.rundir / "emod.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         self.lock_file = os.fdopen(fd, "r+")
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,8 +67,8 @@ class Launcher:
 
         saved = self.state_dir / "model"
         candidates = [self.cfg.infer.model]
-        if not self.explicit_model and saved.is_file():
-            candidates.insert(0, saved.read_text().strip())
+        if not self.explicit_model and os.path.lexists(saved):
+            candidates.insert(0, dirs.check_file(saved, "persisted model choice").read_text().strip())
         errors = []
         for name in candidates:
             try:
@@ -81,8 +81,7 @@ class Launcher:
 
     def _stage_argvs(self) -> dict[str, list[str]]:
         js = self.cfg.to_json()
-        names = [*protocol.STAGES, *(["mqtt"] if self.cfg.mqtt.enabled else [])]  # optional stages: when enabled
-        return {name: stage_argv(name, js) for name in names}
+        return {name: stage_argv(name, js) for name in protocol.STAGES}
 
     def setup(self) -> None:
         self.metrics_server = None
@@ -91,7 +90,7 @@ class Launcher:
 
             self.metrics_server = MetricsServer(self.cfg.telemetry.prometheus, self.snapshot)
         self._lock()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        dirs.ensure_dir(self.state_dir, "state directory")
         self.active_model = self.cfg.infer.model = self._initial_model()
         ctx = self.ctx = zmq.Context.instance()
         self.tel_sock = bus.bind(ctx, zmq.PULL, self.rundir, protocol.TELEMETRY, hwm=1000)
@@ -266,10 +265,13 @@ class Launcher:
 
     # --- telemetry, reload, shutdown ---------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return self.telemetry.snapshot(self.supervisor, self.active_model)
+        snap = self.telemetry.snapshot(self.supervisor, self.active_model)
+        disp = self.telemetry.stage_stats.get("display", {})
+        # enabled false (display.preview): viewers say "preview disabled" at once instead of waiting
+        snap["preview"] = {"enabled": self.cfg.display.preview, "viewers": disp.get("viewers", 0), "encoded": disp.get("encoded", 0)}
+        return snap
 
     def _report(self) -> None:
-        self.telemetry.emotions.close_interval()  # one interval of emotions per history line
         snap = self.snapshot()
         if self.metrics_server is not None:
             self.metrics_server.update(snap)  # scrapes serve this snapshot; no second thread touches Telemetry
@@ -294,11 +296,9 @@ class Launcher:
         new.infer.model = self.active_model
         old = self.cfg
         self.cfg = new
-        section_of = {"capture": "capture", "infer": "infer", "display": "display", "power": "power", "mqtt": "mqtt"}
+        section_of = {"capture": "capture", "infer": "infer", "display": "display", "power": "power"}
         restarted = []
         for stage, section in section_of.items():
-            if stage not in self.supervisor.stages:
-                continue  # an optional stage that is off (switching it on or off takes a restart)
             changed = getattr(old, section) != getattr(new, section) or old.telemetry != new.telemetry
             if stage == "display" and old.remote != new.remote:
                 changed = True

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import psutil
 
-from emod.launcher.emotion_tally import EmotionTally
-
 SNAPSHOT_VERSION = 1
 
 
@@ -47,12 +45,9 @@ class Telemetry:
         from emod.power.energy import EnergyAttributor
 
         self.energy = EnergyAttributor()
-        self.emotions = EmotionTally()
 
     def on_stage(self, h: dict) -> None:
         self.stage_stats[h["stage"]] = {"pid": h["pid"], "t": time.monotonic(), **h["stats"]}
-        if h["stage"] == "display":
-            self.emotions.on_display(h["pid"], h["stats"].get("emotions"))
 
     def on_result(self, r: dict) -> None:
         now = time.monotonic()
@@ -119,14 +114,7 @@ class Telemetry:
             "rejected": {"total": sum(rejected.values()), "by_socket": rejected},
             "total_rss_mb": round(total_rss, 1),
             "source": {"name": cap.get("source"), "error": cap.get("error"), "eos": cap.get("eos")},
-            "emotions": self.emotions.snapshot(),
-            "mqtt": _mqtt(self.stage_stats.get("mqtt")) if "mqtt" in supervisor.stages else None,
         }
-
-
-def _mqtt(s: dict | None) -> dict:
-    s = s or {}
-    return {k: s.get(k) for k in ("connected", "connects", "published", "dropped")}
 
 
 class History:
@@ -135,6 +123,10 @@ class History:
     def __init__(self, path: Path, max_bytes: int):
         self.path, self.max_bytes = Path(path), max_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(self.path):
+            from emod import dirs
+
+            dirs.check_file(self.path, "telemetry history")
         self.f = open(self.path, "a", buffering=1)
         if self.f.tell() > 0:
             with open(self.path, "rb") as r:

@@ -6,7 +6,8 @@ metrics that ``tools/evaluate.py`` measured. Loading verifies every hash before 
 byte is parsed and never unpickles. A model name is a short identifier, never a path.
 
 Search order: ``$EMOD_MODELS_DIR`` (if set), ``STATE_DIR/models`` (user models),
-then the models shipped in ``emod/models/zoo``.
+then the models shipped in ``emod/models/zoo``. A user model is used only if its
+directories and files pass :mod:`emod.dirs`'s ownership and mode checks (else ModelError).
 """
 
 from __future__ import annotations
@@ -104,12 +105,30 @@ def available(state_dir: str | os.PathLike | None = None) -> dict[str, ModelInfo
     return found
 
 
+def _check_user_model(d: Path) -> None:
+    """Refuse a state-directory model that someone else could have written (see :mod:`emod.dirs`)."""
+    from emod import dirs
+
+    try:
+        dirs.check_dir(d.parent, "user models directory")
+        dirs.check_dir(d, f"model directory of {d.name!r}")
+        dirs.check_file(d / MANIFEST, f"manifest of model {d.name!r}")
+        for fname in read_manifest(d)["files"]:
+            if os.path.lexists(d / fname):
+                dirs.check_file(d / fname, f"file of model {d.name!r}")
+    except dirs.UnsafePath as e:
+        raise ModelError(str(e)) from None
+
+
 def find(name: str, state_dir: str | os.PathLike | None = None) -> ModelInfo:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ModelError(f"invalid model name {name!r}: use letters, digits, '-', '_' or '.' (available: {', '.join(available(state_dir)) or 'none'})")
+    user_root = Path(state_dir) / "models" if state_dir else None
     for root in search_path(state_dir):
         d = root / name
         if (d / MANIFEST).is_file():
+            if root == user_root:
+                _check_user_model(d)
             return ModelInfo(name, d, read_manifest(d))
     raise ModelError(f"unknown model {name!r} (available: {', '.join(available(state_dir)) or 'none'})")
 

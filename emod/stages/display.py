@@ -21,7 +21,9 @@ import zmq
 
 from emod import bus, protocol, remote
 from emod.stages.base import RateMeter, Stage
-from emod.vision.emotions import from_config as emotion_stream
+from emod.vision.emotions import EmotionStream
+from emod.vision.smooth import make_smoother
+from emod.vision.track import FaceTracker
 
 RING = 8  # frames kept to join with their results
 STALE_S = 0.3  # without results for this long, frames are shown with the last overlay
@@ -37,10 +39,13 @@ class DisplayStage(Stage):
         self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=4)
         self.results, _ = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.RESULTS, hwm=20)
         self.power = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=4)
-        self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2)
+        self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2) if d.preview else None
         self.emotions = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.EMOTIONS, hwm=100)
         self.remote = remote.open_publisher(self.ctx, self.cfg, self.log)  # [remote] TCP+CURVE XPUB, or None
-        self.stream = emotion_stream(d)  # tracker + smoother, shared with emod analyze --summary
+        params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
+                  "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
+        self.stream = EmotionStream(FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
+                                                smoother=lambda: make_smoother(d.smoothing, **params)))
         self.emotions_sent = 0
         self.ring: OrderedDict[int, tuple[dict, np.ndarray, object]] = OrderedDict()
         self.subscribed = 0
@@ -52,11 +57,15 @@ class DisplayStage(Stage):
         self.result_rate = RateMeter()
         self.published = 0
         self.encode_ms = 0.0
+        self.encoded = 0  # JPEGs encoded since start (0 forever with display.preview = false)
         self.poller = zmq.Poller()
         for s in (self.frames, self.results, self.power, self.preview):
-            self.poller.register(s, zmq.POLLIN)
+            if s is not None:
+                self.poller.register(s, zmq.POLLIN)
         self.window = None
-        if d.window == "on" or (d.window == "auto" and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+        if not d.preview:
+            self.log.info("preview disabled: no image leaves this stage (display.preview = false)")
+        elif d.window == "on" or (d.window == "auto" and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
             try:
                 from emod.vision.window import Window
 
@@ -167,6 +176,8 @@ class DisplayStage(Stage):
             self.remote.send(parts)
 
     def _publish(self, seq: int, stale: bool = False) -> None:
+        if self.preview is None:  # display.preview = false: no overlay, no JPEG, nothing published
+            return
         remote_on = self.remote is not None and self.remote.active(b"preview")  # [remote]
         if not self.subscribed and self.window is None and not remote_on:
             return
@@ -184,6 +195,7 @@ class DisplayStage(Stage):
         t0 = time.perf_counter()
         ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.display.jpeg_quality])
         self.encode_ms = (time.perf_counter() - t0) * 1e3
+        self.encoded += 1
         if not ok:
             return
         tracks = [{"id": t.id, "box": [round(v) for v in t.box], "raw_label": t.raw_label, "label": t.smoothed.label,
@@ -204,7 +216,8 @@ class DisplayStage(Stage):
         if self.window is not None:
             self.window.close()
         for s in (self.frames, self.results, self.power, self.preview, self.emotions):
-            s.close()
+            if s is not None:
+                s.close()
         if self.remote is not None:  # [remote]
             self.remote.close()
 
@@ -212,5 +225,6 @@ class DisplayStage(Stage):
         st = self.stream
         return {"fps": self.rate.rate(), "results_fps": self.result_rate.rate(), "published": self.published,
                 "viewers": self.subscribed, "tracks": len(self.tracks), "encode_ms": round(self.encode_ms, 3),
+                "encoded": self.encoded,
                 "emotions": {"sent": self.emotions_sent, "faces": st.faces, "tracks_seen": st.tracks_seen,
                              "face_s": {k: round(v, 3) for k, v in st.face_seconds.items()}}}

@@ -22,6 +22,7 @@ import zmq
 from emod import protocol
 
 TOPIC = b"preview"
+PREVIEW_DISABLED = "preview disabled: the daemon runs with display.preview = false (no images leave it)"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Receiver:
         self.received = 0
         self.rejected = 0
         self.arrivals: deque[float] = deque(maxlen=64)
+        self.listeners: list = []  # callables(Frame), called in the receiver thread (keep them short)
         self._users = 0
         self._running = True
         self._thread = threading.Thread(target=self._run, name="preview-receiver", daemon=True)
@@ -110,8 +112,10 @@ class Receiver:
                 self.arrivals.append(now)
                 with self.cond:
                     self.received += 1
-                    self.latest = Frame(self.received, newest[0], newest[1], now)
+                    self.latest = frame = Frame(self.received, newest[0], newest[1], now)
                     self.cond.notify_all()
+                for listener in self.listeners:
+                    listener(frame)
         finally:
             self.sock.close()
             with self.cond:

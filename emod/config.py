@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,11 @@ class Infer:
                                 "this; with haar_neighbors = 1 it drops the weakest lone windows (-100: no floor; see README: "
                                 "Face detectors).", signed=True)
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
-    margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip).")
+    margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip); "
+                        "for faces without landmarks (haar) or with align off.")
+    align: bool = opt(False, "Crop faces with landmarks (yunet) upright, eyes level, framed as FER2013 frames its faces (see README: Face detectors).")
+    align_scale: float = opt(0.9, "Aligned crop side relative to FER2013's framing (larger: more of the head).")
+    align_eye_y: float = opt(0.34, "Height of the eye line in the aligned crop, as a fraction of its side (FER2013's median: 0.382).")
     threads: int = opt(1, "Threads of the classifier runtime.")
 
 
@@ -123,6 +128,24 @@ class Remote:
 
 
 @dataclass
+class Mqtt:
+    enabled: bool = opt(False, "Publish emotions to an MQTT broker from an mqtt stage (availability, dominant emotion, face count, "
+                        "track events, Home Assistant discovery; see README: Getting emotions out).")
+    host: str = opt("localhost", "MQTT broker host.")
+    port: int = opt(1883, "MQTT broker port (8883 is usual with tls).")
+    username: str = opt("", "Username at the broker; empty: anonymous.")
+    password_file: str = opt("", "File holding the broker password (first line); needs username.")
+    tls: bool = opt(False, "Connect with TLS, verifying the broker's certificate.")
+    ca_file: str = opt("", "CA certificate file (PEM) that signed the broker's certificate, for tls; empty: the system's CAs.")
+    topic_prefix: str = opt("emod", "Topics are PREFIX/DEVICE_ID/availability, .../dominant_emotion, .../faces, .../fps, .../watts, .../events.")
+    device_id: str = opt("", "This sensor's id in topics and in Home Assistant (letters, digits, _ and -); empty: the hostname.")
+    discovery: bool = opt(True, "Publish retained Home Assistant discovery configs, so emod appears as one device with sensors.")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix.")
+    dominant_window: float = opt(5.0, "Seconds of face-time over which the dominant emotion is the label with the most.")
+    keepalive: int = opt(30, "Seconds between MQTT keep-alive pings; the broker publishes the last will (offline) after 1.5 times this.")
+
+
+@dataclass
 class Config:
     daemon: Daemon = field(default_factory=Daemon)
     capture: Capture = field(default_factory=Capture)
@@ -132,6 +155,7 @@ class Config:
     supervisor: Supervisor = field(default_factory=Supervisor)
     telemetry: Telemetry = field(default_factory=Telemetry)
     remote: Remote = field(default_factory=Remote)
+    mqtt: Mqtt = field(default_factory=Mqtt)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,6 +253,8 @@ def check(cfg: Config, origin: str) -> None:
         (bool(cfg.infer.haar_cascades.strip(",").strip()) and all(n.strip() in HAAR_CASCADES for n in cfg.infer.haar_cascades.split(",")),
          f"infer.haar_cascades: {cfg.infer.haar_cascades!r} is not a comma-separated list of {', '.join(HAAR_CASCADES)}"),
         (cfg.infer.threads >= 1, "infer.threads must be at least 1"),
+        (0.5 <= cfg.infer.align_scale <= 2.0, "infer.align_scale must be 0.5..2"),
+        (0.1 <= cfg.infer.align_eye_y <= 0.9, "infer.align_eye_y must be 0.1..0.9"),
         (cfg.infer.max_faces >= 1, "infer.max_faces must be at least 1"),
         (1 <= cfg.display.jpeg_quality <= 100, "display.jpeg_quality must be 1..100"),
         (0 < cfg.display.ema_alpha <= 1, "display.ema_alpha must be in (0, 1]"),
@@ -242,6 +268,8 @@ def check(cfg: Config, origin: str) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"{origin}: {message}")
+    if cfg.mqtt.enabled:
+        check_mqtt(cfg.mqtt, origin)
     r = cfg.remote
     if r.enabled or r.frames_bind or r.results_bind or r.frames_connect or r.results_connect:
         from emod import remote
@@ -250,6 +278,30 @@ def check(cfg: Config, origin: str) -> None:
             remote.check(cfg.remote)
         except ConfigError as e:
             raise ConfigError(f"{origin}: {e}") from None
+
+
+_MQTT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_mqtt(m: Mqtt, origin: str) -> None:
+    """The [mqtt] section: names that make valid topics, files that exist (a ConfigError names the key)."""
+    rules = [
+        (bool(m.host.strip()), "mqtt.host must not be empty"),
+        (1 <= m.port <= 65535, "mqtt.port must be 1..65535"),
+        (not m.password_file or bool(m.username), "mqtt.password_file needs mqtt.username"),
+        (not m.password_file or Path(m.password_file).is_file(), f"mqtt.password_file: no such file {m.password_file!r}"),
+        (not m.ca_file or Path(m.ca_file).is_file(), f"mqtt.ca_file: no such file {m.ca_file!r}"),
+        (not m.ca_file or m.tls, "mqtt.ca_file needs mqtt.tls = true"),
+        (all(_MQTT_NAME.fullmatch(part) for part in m.topic_prefix.split("/")),
+         f"mqtt.topic_prefix: {m.topic_prefix!r} must be /-separated parts of letters, digits, _ and -"),
+        (not m.device_id or bool(_MQTT_NAME.fullmatch(m.device_id)), f"mqtt.device_id: {m.device_id!r} may hold only letters, digits, _ and -"),
+        (bool(_MQTT_NAME.fullmatch(m.discovery_prefix)), f"mqtt.discovery_prefix: {m.discovery_prefix!r} may hold only letters, digits, _ and -"),
+        (m.dominant_window > 0, "mqtt.dominant_window must be positive"),
+        (m.keepalive >= 5, "mqtt.keepalive must be at least 5 s"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(f"{origin}: {message}")
 
 
 def from_json(text: str) -> Config:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emod.labels import LABELS
+from emod.vision.align import aligned_crop
 from emod.vision.crop import crop_face
 
 
@@ -27,8 +28,26 @@ class FaceResult:
 
 
 class FacePipeline:
-    def __init__(self, detector, classifier, margin: float = 0.1):
-        self.detector, self.classifier, self.margin = detector, classifier, margin
+    """Detector + classifier. A face with landmarks is cropped upright and FER-framed when ALIGN = (scale, eye_y)
+    is given (:func:`emod.vision.align.aligned_crop`); otherwise, and for Haar (no landmarks), the square around
+    its box grown by MARGIN (:func:`emod.vision.crop.crop_face`)."""
+
+    def __init__(self, detector, classifier, margin: float = 0.1, align: tuple[float, float] | None = None):
+        self.detector, self.classifier, self.margin, self.align = detector, classifier, margin, align
+
+    @classmethod
+    def from_config(cls, c, classifier, detector=None) -> "FacePipeline":
+        """The pipeline an ``[infer]`` section (``emod.config.Infer``) describes, around CLASSIFIER (and DETECTOR, if built)."""
+        from emod.vision import detect
+
+        return cls(detector or detect.from_config(c), classifier, c.margin,
+                   (c.align_scale, c.align_eye_y) if c.align else None)
+
+    def crop(self, frame: np.ndarray, d) -> np.ndarray:
+        """The classifier's crop of detection D in FRAME (same channels as FRAME)."""
+        if self.align is not None and d.landmarks is not None:
+            return aligned_crop(frame, d.landmarks, *self.align)
+        return crop_face(frame, d.box, self.margin)
 
     def process(self, frame: np.ndarray) -> tuple[list[FaceResult], float, float]:
         """FRAME (H x W x 3 BGR, or H x W grey, uint8) -> (faces, detect_ms, classify_ms).
@@ -43,7 +62,7 @@ class FacePipeline:
         t1 = time.perf_counter()
         faces: list[FaceResult] = []
         if dets:
-            crops = [crop_face(frame, d.box, self.margin) for d in dets]  # colour crops: Preprocess makes them gray exactly
+            crops = [self.crop(frame, d) for d in dets]  # colour crops: Preprocess makes them gray exactly
             probs = self.classifier.classify(crops)
             for d, p in zip(dets, probs):
                 faces.append(FaceResult(d.box, d.score, p.tolist(), LABELS[int(np.argmax(p))]))

@@ -60,6 +60,14 @@ EMOTIONS = "emotions"  # PUB display -> SUB emod events, emod-view --http, the m
 ENDPOINTS = (FRAMES, RESULTS, PREVIEW, POWER, TELEMETRY, CONTROL, INFER_CONTROL, EMOTIONS)
 
 STAGES = ("capture", "infer", "display", "power")
+
+# MQTT topics (the [mqtt] stage), each under <topic_prefix>/<device_id>/; payloads in emod/mqtt.py.
+MQTT_AVAILABILITY = "availability"  # "online" / "offline" (last will), retained
+MQTT_DOMINANT = "dominant_emotion"  # a label, or "none" without faces; retained, on change
+MQTT_FACES = "faces"  # face count of the newest frame; retained, on change
+MQTT_FPS = "fps"  # processed frames per second; retained, every few seconds
+MQTT_WATTS = "watts"  # power draw, or "None" without a reading (Home Assistant: unknown); retained, every few seconds
+MQTT_EVENTS = "events"  # JSON track events (emod.events.TrackEvents): start, change, end
 OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables them
 
 # Set to "1" by the launcher in its stages' environment when it runs under systemd (NOTIFY_SOCKET),

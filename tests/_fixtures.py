@@ -72,7 +72,9 @@ def clip() -> Path:
 
 @pytest.fixture
 def hamilton() -> Path:
-    """The daemon tests' clip under its old name: the bundled demo clip (see :func:`clip`), not the shared media."""
+    """The daemon tests' clip under its old name: the bundled demo clip (see :func:`clip`), not the shared media.
+
+    It does not request ``clip`` itself, so modules that import only ``hamilton`` keep working."""
     assert DEMO.is_file(), f"the bundled demo clip {DEMO} is missing from the package"
     return DEMO
 

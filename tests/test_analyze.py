@@ -125,3 +125,46 @@ def test_daemon_serves_an_image_folder(short_tmp, tiny_models):
         assert s["source"]["name"] == str(folder) and s["source"]["error"] is None
     finally:
         d.kill()
+
+
+def test_analyze_summary_tracks_the_demo_face_like_the_daemon(frame_jpg, tmp_path):
+    """`--summary --json` gives per track its frames, time span and label shares through the daemon's tracker and smoother,
+    and `--annotate DIR` writes one overlaid picture per analysed frame (and per image)."""
+    from emod import config
+    from emod.cli.analyze import build_pipeline
+    from emod.vision.emotions import from_config
+
+    path, _ = frame_jpg
+    out = tmp_path / "annotated"
+    r = analyze(DEMO, path, "--summary", "--json", "--model", "quant", "--annotate", out)
+    assert r.returncode == 0, r.stderr
+    video, image = [json.loads(line) for line in r.stdout.splitlines()]
+    frames = read_video(DEMO)
+    assert video["frames"] == len(frames) and video["tracks"] and image["frames"] == 1 and image["tracks"]
+    longest = max(video["tracks"], key=lambda t: t["frames"])
+    assert longest["frames"] > len(frames) // 2 and longest["end_s"] > longest["start_s"]
+    for t in video["tracks"] + image["tracks"]:
+        assert abs(sum(t["shares"].values()) - 1) <= 1e-3 and t["label"] == max(t["shares"], key=t["shares"].get)
+    # the same frames through the daemon's own stream object give the same tracks
+    pipe, stream = build_pipeline(config.Config(), "quant"), from_config(config.Config().display)
+    stream.keep_ended = True
+    rate = video["fps"] or 30.0
+    for i, frame in enumerate(frames):
+        faces, _, _ = pipe.process(frame)
+        stream.update([(f.box, f.probs) for f in faces], i / rate, i / rate, i, "quant")
+    daemon = sorted(stream.ended_so_far + stream.finish(), key=lambda t: t["track"])
+    assert [(t["track"], t["frames"], t["label"]) for t in daemon] == [(t["track"], t["frames"], t["label"]) for t in video["tracks"]]
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == len(frames) + 1 and "frame0.jpg" in written and f"demo_{len(frames) - 1:06d}.jpg" in written
+    assert cv2.imread(str(out / "frame0.jpg")).shape == cv2.imread(str(path)).shape
+    plain = analyze(DEMO, "--summary", "--model", "quant")
+    assert plain.returncode == 0 and f"track {longest['track']} " in plain.stdout and "frames" in plain.stdout
+
+
+def test_analyze_annotate_into_an_unwritable_place_exits_2(frame_jpg, tmp_path):
+    """`--annotate` naming a path below a file fails at once with exit 2 and the reason."""
+    path, _ = frame_jpg
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = analyze(path, "--annotate", blocker / "sub")
+    assert r.returncode == 2 and "--annotate" in r.stderr

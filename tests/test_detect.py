@@ -134,3 +134,24 @@ def test_a_close_up_filling_the_frame_is_found_once():
     found = d.detect(close)
     assert len(found) == 1 and _sane(found, close)
     assert found[0].box[2] > 0.7 * 1280  # the whole face, not a part of it
+
+
+def test_analyze_shows_each_faces_detection_score():
+    """Plain `emod analyze` prints each face's detection score; --json gives it with the detector and its timing."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photo = PHOTOS / "two_people.jpg"
+    if not photo.is_file():
+        pytest.skip(f"shared test photo {photo} is absent")
+    emod = str(Path(sys.executable).parent / "emod")
+    r = subprocess.run([emod, "analyze", str(photo)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(" score 0.9" in line for line in lines), lines
+    r = subprocess.run([emod, "analyze", "--json", str(photo)], capture_output=True, text=True, timeout=120)
+    (frame,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert frame["detector"] == "yunet" and frame["detect_ms"] > 0
+    assert [f"{f['score']:.2f}" for f in frame["faces"]] == [line.split(" score ")[1][:4] for line in lines]

@@ -130,3 +130,35 @@ def test_describe_is_one_readable_line():
     """A message reads as its clock time and `#track label confidence` per face."""
     line = describe(protocol.decode_emotions(protocol.encode_emotions(good_message())))
     assert "#1 happy 0.80" in line and "\n" not in line
+
+
+def test_tally_turns_display_counters_into_intervals_and_survives_a_restart():
+    """The launcher's tally counts increments of the display's cumulative counters, per interval and per minute, and a restarted display (new pid) counts from zero."""
+    from emod.launcher.emotion_tally import EmotionTally
+
+    t = EmotionTally()
+    t.on_display(10, {"faces": 1, "tracks_seen": 1, "face_s": {"happy": 1.0}}, now=0.0)
+    t.on_display(10, {"faces": 1, "tracks_seen": 2, "face_s": {"happy": 3.0, "sad": 1.0}}, now=1.0)
+    t.close_interval()
+    snap = t.snapshot(now=1.0)
+    assert snap["interval"]["face_s"]["happy"] == 3.0 and snap["interval"]["tracks"] == 2
+    t.on_display(11, {"faces": 0, "tracks_seen": 1, "face_s": {"sad": 0.5}}, now=2.0)  # restarted: counts whole
+    t.close_interval()
+    snap = t.snapshot(now=2.0)
+    assert snap["interval"]["face_s"]["sad"] == 0.5 and snap["total"]["face_s"] == {**{k: 0.0 for k in LABELS}, "happy": 3.0, "sad": 1.5}
+    assert snap["total"]["tracks"] == 3 and snap["faces"] == 0
+    assert snap["last_minute"]["shares"]["happy"] == pytest.approx(3 / 4.5, abs=1e-3)
+    assert t.snapshot(now=100.0)["last_minute"]["shares"] is None  # a minute later: nothing recent
+    t.on_display(11, "garbage")  # a malformed report changes nothing
+    assert t.snapshot(now=2.0)["total"]["tracks"] == 3
+
+
+def test_emod_stats_shows_the_last_minute_of_emotions():
+    """emod-stats' readable snapshot has a line with the last minute's shares per label and the faces now."""
+    from emod.cli.stats import render
+
+    snap = {"model": "quant", "uptime_s": 5, "source": {"name": "demo"}, "frames": {"captured": 1, "processed": 1, "dropped": 0},
+            "processed_fps": 30.0, "faces_per_s": 1.0, "latency_ms": {"p50": 1, "p95": 2}, "inference_ms": {"model": "quant", "p50": 1, "p95": 2},
+            "power": None, "energy_per_inference_j": {}, "rejected": {"total": 0}, "total_rss_mb": 1, "stages": {},
+            "emotions": {"faces": 2, "last_minute": {"face_s": {"happy": 30.0, "neutral": 10.0}, "tracks": 3}}}
+    assert "emotions, last minute: happy 75%, neutral 25% (40 face-s, 3 tracks)   faces now 2" in render(snap)

@@ -7,10 +7,20 @@ import queue
 import subprocess
 import threading
 import time
+from pathlib import Path
 
-from _fixtures import BIN, Daemon, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+import pytest
+from _fixtures import BIN, HAMILTON, Daemon, clip, short_tmp, tiny_models, wait_for  # noqa: F401
 
 EMOD = str(BIN / "emod")
+
+
+@pytest.fixture
+def singer() -> Path:
+    """The hamilton clip of the shared media (one singer in view for seconds at a time)."""
+    if not HAMILTON.is_file():
+        pytest.skip(f"shared test clip {HAMILTON} is absent")
+    return HAMILTON
 
 
 def _strict(text: str):
@@ -48,9 +58,9 @@ def events(d: Daemon, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_events_json_for_10_s_is_strict_and_tracks_are_stable(short_tmp, tiny_models, hamilton):
+def test_events_json_for_10_s_is_strict_and_tracks_are_stable(short_tmp, tiny_models, singer):
     """For 10 s beside `emod run` on the hamilton clip every line is strict JSON, probabilities sum to 1 within 1e-3, and the singer keeps one track id while in view."""
-    d = Daemon(short_tmp, tiny_models, hamilton)
+    d = Daemon(short_tmp, tiny_models, singer)
     p = None
     try:
         d.wait_processing()
@@ -87,9 +97,9 @@ def test_events_json_for_10_s_is_strict_and_tracks_are_stable(short_tmp, tiny_mo
         d.stop()
 
 
-def test_closed_pipe_exits_0_and_a_restarted_daemon_is_followed(short_tmp, tiny_models, hamilton):
+def test_closed_pipe_exits_0_and_a_restarted_daemon_is_followed(short_tmp, tiny_models, clip):
     """`emod events --json | head` exits 0 without a traceback, and a running `emod events` keeps printing across a daemon restart."""
-    d = Daemon(short_tmp, tiny_models, hamilton)
+    d = Daemon(short_tmp, tiny_models, clip)
     p = None
     try:
         d.wait_processing()
@@ -101,7 +111,7 @@ def test_closed_pipe_exits_0_and_a_restarted_daemon_is_followed(short_tmp, tiny_
         before = lines.collect(2.0)
         assert before, "no messages before the restart"
         assert d.stop() == 0
-        d = Daemon(short_tmp, tiny_models, hamilton)
+        d = Daemon(short_tmp, tiny_models, clip)
         d.wait_processing()
         wait_for(lambda: lines.collect(1.0), 40, what="messages from the restarted daemon")
         assert p.poll() is None

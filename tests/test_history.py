@@ -153,6 +153,7 @@ def test_daemon_killed_mid_write_leaves_a_readable_history(short_tmp, tiny_model
     try:
         d.wait_processing()
         wait_for(lambda: path.exists() and path.read_bytes().count(b"\n") >= 10, 30, what="10 history lines")
+        wait_for(lambda: b'"tracks":1' in path.read_bytes(), 30, what="an interval with a face track in the history")
         pids = [d.proc.pid] + [c.pid for c in psutil.Process(d.proc.pid).children(recursive=True)]
         os.killpg(d.proc.pid, signal.SIGKILL)
         d.proc.wait(10)
@@ -167,11 +168,13 @@ def test_daemon_killed_mid_write_leaves_a_readable_history(short_tmp, tiny_model
     s = summarize(path, 1)
     assert s["bad_lines"] <= 1 and s["records"] >= len(lines) - 1
     assert s["frames"]["processed"] > 0 and s["models"] == ["tiny"]
+    assert sum(s["emotions"]["face_s"].values()) > 0 and s["emotions"]["tracks"] >= 1  # the demo clip's face, per interval
     # emod-stats renders the same summary from the state directory
     r = subprocess.run([str(EMOD_STATS), "--history", "1", "--state-dir", str(d.statedir)], capture_output=True,
                        text=True, timeout=30, env=base_env(tiny_models))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("emod history: last 1 min") and "models tiny" in r.stdout and "infer" in r.stdout
+    assert "face-s" in r.stdout.split("emotions ", 1)[1].splitlines()[0]
     r = subprocess.run([str(EMOD_STATS), "--history", "1", "--json", "--state-dir", str(d.statedir)],
                        capture_output=True, text=True, timeout=30, env=base_env(tiny_models))
     assert r.returncode == 0 and json.loads(r.stdout)["records"] == s["records"]
@@ -182,3 +185,21 @@ def test_stats_without_history_fails_clearly(tmp_path: Path) -> None:
     r = subprocess.run([str(EMOD_STATS), "--history", "1", "--state-dir", str(tmp_path)], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1 and "no telemetry history" in r.stderr
+
+
+def test_emotion_intervals_are_summed_into_shares(tmp_path: Path) -> None:
+    """The summary adds up each record's face-seconds per label and tracks, and gives each label's share of the face-time."""
+    path = tmp_path / "telemetry.jsonl"
+    snaps = [snap(i) for i in range(30)]
+    for i, r in enumerate(snaps):
+        face_s = {k: 0.0 for k in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+        face_s["happy" if i < 20 else "sad"] = 1.0
+        r["emotions"] = {"faces": 1, "interval": {"face_s": face_s, "tracks": 1 if i in (0, 20) else 0}}
+    write(path, snaps)
+    s = summarize(path, 1)
+    assert s["emotions"]["face_s"]["happy"] == 20.0 and s["emotions"]["face_s"]["sad"] == 10.0 and s["emotions"]["tracks"] == 2
+    assert s["emotions"]["shares"]["happy"] == pytest.approx(2 / 3, abs=1e-3)
+    assert "emotions happy 67%, sad 33% (30 face-s, 2 tracks)" in s["text"]
+    old = [snap(i) for i in range(3)]  # a history written before emotions were recorded
+    write(path, old)
+    assert summarize(path, 1)["emotions"]["shares"] is None and "emotions no faces" in summarize(path, 1)["text"]

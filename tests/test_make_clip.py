@@ -142,3 +142,23 @@ def test_check_mode_takes_the_daemons_config(clip, tiny_models, tmp_path) -> Non
     r = subprocess.run([sys.executable, str(TOOL), "--check", str(out), "--truth", str(truth), "--model", TINY,
                         "--config", str(cfg), "-q"], capture_output=True, text=True, timeout=300, env=base_env(tiny_models))
     assert r.returncode == 78 and "infer.detector" in r.stderr
+
+
+def test_tilt_rotates_each_face_within_the_range(fer_root) -> None:
+    """--tilt 25 rotates each face by its recorded angle (|angle| <= 25): the pixels equal the rotated FER image."""
+    images, labels, names = make_clip.load_faces(fer_root, "private")
+    idx = {n: i for i, n in enumerate(names)}
+    angles = []
+    for frame, faces in make_clip.compose(images, labels, names, 40, (640, 480), seed=4, progress=False, tilt=25.0):
+        for face in faces:
+            x, y, w, h = face["box"]
+            angles.append(face["tilt"])
+            interp = cv2.INTER_CUBIC if face["interp"] == "cubic" else cv2.INTER_LINEAR
+            up = cv2.resize(images[idx[face["file"]]], (w, h), interpolation=interp)
+            m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), face["tilt"], 1.0)
+            expect = cv2.warpAffine(up, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=make_clip.BACKGROUND)
+            assert np.array_equal(frame[y : y + h, x : x + w, 0], expect)
+    assert all(abs(a) <= 25 for a in angles) and max(abs(a) for a in angles) > 10
+    upright = [f for _, faces in make_clip.compose(images, labels, names, 12, (640, 480), seed=4, progress=False)
+               for f in faces]
+    assert all(f["tilt"] == 0.0 for f in upright)

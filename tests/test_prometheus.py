@@ -168,6 +168,14 @@ def test_live_daemon_metrics(short_tmp, tiny_models, hamilton) -> None:
         assert "emod_power_watts" not in f  # power backend none: watts null, left out
         assert f["emod_rejected_messages"][1][("emod_rejected_messages_total", frozenset())] == 0
         assert get(f"http://127.0.0.1:{port}/")[0] == 404
+
+        def face_seconds():  # the demo clip's face, counted per smoothed label
+            fams = families(get(url)[2])
+            per_label = fams.get("emod_face_seconds", (None, {}))[1]
+            return fams if len(per_label) == 7 and sum(per_label.values()) > 0 else None
+
+        f = wait_for(face_seconds, 30, 0.5, "face-seconds in /metrics")
+        assert f["emod_faces"][1][("emod_faces", frozenset())] >= 0 and f["emod_tracks"][1][("emod_tracks_total", frozenset())] >= 1
         assert d.stop() == 0
         with pytest.raises(OSError):  # closed with the daemon
             urllib.request.urlopen(url, timeout=2)

@@ -13,7 +13,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from _fixtures import BIN, Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import BIN, Daemon, clip, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod import config, remote
 from emod.cli import keygen
 from emod.viewer.receiver import Receiver
@@ -95,8 +95,7 @@ def test_only_authorised_viewers_get_frames(tiny_models, short_tmp, hamilton) ->
         f = alice.wait(timeout=20)
         assert f is not None, "the authorised viewer got no frame"
         assert f.jpeg[:3] == b"\xff\xd8\xff" and f.header["info"]["model"] == "tiny"
-        time.sleep(4)
-        assert alice.received > 5
+        wait_for(lambda: alice.received > 5, 20, what="the authorised viewer to receive more frames")
         assert mallory.latest is None and receivers[2].latest is None, "an unauthorised viewer received frames"
         mallory_key = zmq.auth.load_certificate(keys["mallory_public"])[0].decode()
 

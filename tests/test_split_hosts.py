@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from _fixtures import BIN, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import BIN, clip, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod import bus, config, protocol, remote
 from test_remote import make_keys
 

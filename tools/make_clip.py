@@ -6,7 +6,11 @@ plain mid-grey background at random positions, each shot held for a few frames) 
 ground truth sidecar:
 
     python tools/make_clip.py --out clip.mp4 --truth clip.json [--n 300] [--fps 10] [--size 640x480]
-                              [--seed 0] [--data DIR] [--split private]
+                              [--seed 0] [--data DIR] [--split private] [--tilt DEG]
+
+``--tilt DEG`` rotates each face by a random angle in -DEG..DEG about its centre (the corners
+the rotation uncovers are background), as a head tilted in the camera's plane looks; the
+same seed without ``--tilt`` gives the same clip as before.
 
 Check a model on it, through the daemon's own path (``emod.pipeline.FacePipeline`` built from
 the ``[infer]`` section of ``--config FILE``, else the defaults, as ``emod run`` builds it),
@@ -104,8 +108,11 @@ def _place(rng: np.random.Generator, sizes: list[int], W: int, H: int, tries: in
 
 
 def compose(images: np.ndarray, labels: np.ndarray, names: list[str], n: int, size: tuple[int, int], seed: int = 0,
-            progress: bool = True):
-    """Yield (frame BGR uint8, faces) for N frames; faces = [{"box", "label", "file", "shot", "interp"}]."""
+            progress: bool = True, tilt: float = 0.0):
+    """Yield (frame BGR uint8, faces) for N frames; faces = [{"box", "label", "file", "shot", "interp", "tilt"}].
+
+    TILT > 0 rotates each face by a uniform random angle in -TILT..TILT degrees (positive: counter-clockwise).
+    """
     W, H = size
     if min(W, H) < FACE_PX[1] * 2:
         raise ValueError(f"frame {W}x{H} too small for two {FACE_PX[1]} px faces")
@@ -131,9 +138,13 @@ def compose(images: np.ndarray, labels: np.ndarray, names: list[str], n: int, si
         for i, s, (x, y) in zip(idx, sizes, spots):
             interp = "cubic" if rng.random() < 0.5 else "linear"
             up = cv2.resize(images[i], (s, s), interpolation=cv2.INTER_CUBIC if interp == "cubic" else cv2.INTER_LINEAR)
+            angle = round(float(rng.uniform(-tilt, tilt)), 2) if tilt else 0.0  # no draw without tilt: same clips as before
+            if angle:
+                m = cv2.getRotationMatrix2D(((s - 1) / 2, (s - 1) / 2), angle, 1.0)
+                up = cv2.warpAffine(up, m, (s, s), flags=cv2.INTER_LINEAR, borderValue=BACKGROUND)
             frame[y : y + s, x : x + s] = up[:, :, None]
             faces.append({"box": [x, y, s, s], "label": LABELS[int(labels[i])], "file": names[i], "shot": shot,
-                          "interp": interp})
+                          "interp": interp, "tilt": angle})
         hold = min(int(rng.integers(HOLD[0], HOLD[1] + 1)), n - done)
         for _ in range(hold):
             yield frame, faces
@@ -146,7 +157,7 @@ def compose(images: np.ndarray, labels: np.ndarray, names: list[str], n: int, si
 
 
 def make_clip(out: Path, truth: Path, n: int = 300, fps: float = 10.0, size: tuple[int, int] = (640, 480), seed: int = 0,
-              data: Path | None = None, split: str = "private", progress: bool = True) -> dict:
+              data: Path | None = None, split: str = "private", progress: bool = True, tilt: float = 0.0) -> dict:
     """Write the clip OUT (mp4v) and its sidecar TRUTH; returns the sidecar dict."""
     root = Path(data) if data else fer2013.default_root()
     images, labels, names = load_faces(root, split)
@@ -157,13 +168,13 @@ def make_clip(out: Path, truth: Path, n: int = 300, fps: float = 10.0, size: tup
         raise RuntimeError(f"cannot write {out} with the mp4v codec")
     frames = []
     try:
-        for i, (frame, faces) in enumerate(compose(images, labels, names, n, size, seed, progress)):
+        for i, (frame, faces) in enumerate(compose(images, labels, names, n, size, seed, progress, tilt)):
             writer.write(frame)
             frames.append({"index": i, "faces": faces})
     finally:
         writer.release()
     side = {"version": 1, "clip": out.name, "fps": fps, "size": list(size), "n_frames": len(frames), "seed": seed,
-            "split": split, "data": str(root), "labels": list(LABELS), "background": BACKGROUND,
+            "split": split, "tilt": tilt, "data": str(root), "labels": list(LABELS), "background": BACKGROUND,
             "box": "placement rectangle of the upscaled 48x48 FER image: x, y, w, h", "match_rule": MATCH_RULE,
             "frames": frames}
     truth.write_text(json.dumps(side, indent=1) + "\n")
@@ -201,13 +212,12 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
     from emod.config import Infer
     from emod.models import classifier as clf_mod
     from emod.pipeline import FacePipeline
-    from emod.vision.detect import from_config
 
     side = json.loads(Path(truth).read_text())
     c = infer if infer is not None else Infer()
-    detector = from_config(c)
     clf = clf_mod.load(model, c.threads, state_dir)
-    pipe = FacePipeline(detector, clf, c.margin)
+    pipe = FacePipeline.from_config(c, clf)
+    detector = pipe.detector
     root = Path(data) if data else Path(side["data"])
     files = sorted({f["file"] for fr in side["frames"] for f in fr["faces"]})
     fer = load_named(root, files)
@@ -321,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, help="FER2013 root (default: emod.datasets.fer2013.default_root())")
     p.add_argument("--split", choices=("private", "public", "train"), default="private")
+    p.add_argument("--tilt", type=float, default=0.0, metavar="DEG",
+                   help="rotate each face by a random angle in -DEG..DEG (default 0: upright)")
     p.add_argument("--check", type=Path, metavar="CLIP", help="check mode: run CLIP through the daemon's pipeline")
     p.add_argument("--model", help="check mode: model name or directory")
     p.add_argument("--state-dir", help="check mode: state directory searched for user models")
@@ -349,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --out CLIP.mp4 (or --check CLIP.mp4)")
     if args.n <= 0 or args.fps <= 0:
         p.error("--n and --fps must be positive")
-    side = make_clip(args.out, args.truth, args.n, args.fps, args.size, args.seed, args.data, args.split, progress=not args.quiet)
+    if not 0 <= args.tilt <= 90:
+        p.error("--tilt must be 0..90 degrees")
+    side = make_clip(args.out, args.truth, args.n, args.fps, args.size, args.seed, args.data, args.split,
+                     progress=not args.quiet, tilt=args.tilt)
     faces = sum(len(f["faces"]) for f in side["frames"])
     print(f"wrote {args.out} ({side['n_frames']} frames, {faces} faces) and {args.truth}")
     return 0

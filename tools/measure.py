@@ -140,7 +140,7 @@ def measure_model(name: str, others: list[str], args, progress: bool) -> dict:
         window = time.monotonic() - t0
         frames = {k: last["frames"][k] - first["frames"][k] for k in ("captured", "processed", "dropped")}
         result = {
-            "model": last["model"], "window_s": round(window, 1), "snapshots": len(snaps),
+            "model": last["model"], "window_s": round(window, 2), "snapshots": len(snaps),
             "processed_fps": round(frames["processed"] / window, 1), "frames": frames,
             "latency_ms": last["latency_ms"], "inference_ms": {k: last["inference_ms"][k] for k in ("p50", "p95")},
             "faces_per_s": _median([s["faces_per_s"] for s in snaps]),

@@ -1,6 +1,6 @@
 """``emod-ctl``: control a running emod.
 
-    emod-ctl set-model quant      switch the classifier live (answers once it has served)
+    emod-ctl set-model quant      switch the classifier live (answers once it has served a frame, or after 2 s without one)
     emod-ctl models               list the registry
     emod-ctl status [--json]      one-screen summary
     emod-ctl reload | quit | ping

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--loop", action="store_true", help="loop a file source")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("stage", help="run one stage on its own (the launcher does this for each stage)")
-    s.add_argument("name", choices=["capture", "infer", "display", "power"])
+    s.add_argument("name", choices=["capture", "infer", "display", "power", "mqtt"])
     _common_run_args(s)
     s.add_argument("--config-json", help=argparse.SUPPRESS)
     s.add_argument("--source")

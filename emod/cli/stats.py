@@ -15,10 +15,12 @@ import time
 
 from emod import bus
 from emod.client import Client, ClientError
+from emod.launcher.emotion_tally import format_shares
 
 
 def render(s: dict) -> str:
     lat, inf = s["latency_ms"], s["inference_ms"]
+    em = s.get("emotions") or {"faces": 0, "last_minute": {"face_s": {}, "tracks": 0}}
     p = s.get("power") or {}
     w = p.get("watts")
     lines = [
@@ -29,6 +31,7 @@ def render(s: dict) -> str:
         f"power {f'{w:.2f} W' if w is not None else 'n/a'} ({p.get('backend', 'none')})   energy/inference "
         + (", ".join(f"{m} {j:.3f} J" if j is not None else f"{m} n/a" for m, j in s["energy_per_inference_j"].items()) or "n/a"),
         f"rejected messages {s['rejected']['total']}   total RSS {s['total_rss_mb']} MB",
+        f"emotions, last minute: {format_shares(em['last_minute']['face_s'], em['last_minute']['tracks'])}   faces now {em['faces']}",
         f"{'stage':<9} {'pid':>7} {'alive':>5} {'restarts':>8} {'fps':>6} {'RSS MB':>7} {'CPU %':>6}",
     ]
     for name, st in s["stages"].items():

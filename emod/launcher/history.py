@@ -22,7 +22,9 @@ What the summary holds, over the records in the window:
   stage or the launcher restarted) counts from zero again;
 * power mean/min/max watts and backend; energy per inference (the daemon's cumulative
   value from the newest record, per model) and the window's joules per processed frame
-  (mean watts x span / processed frames, whole-system power).
+  (mean watts x span / processed frames, whole-system power);
+* emotions: face-seconds per smoothed label and tracks seen, summed over the records'
+  intervals, and each label's share of the face-time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import time
 from pathlib import Path
 
+from emod.launcher.emotion_tally import format_shares, sum_intervals
 from emod.launcher.telemetry import percentile
 
 #: Counter paths (in a snapshot) whose window deltas the summary reports.
@@ -142,7 +145,7 @@ def summarize(path: str | Path, minutes: float, until: float | None = None) -> d
                         "inference_ms": {"models": [], "p50": None, "p95": None},
                         "frames": {k: None for k in FRAME_KINDS}, "rejected_messages": None,
                         "power": {"watts": _stats([]), "backend": None, "samples": 0},
-                        "energy_per_inference_j": {}, "window_j_per_frame": None})
+                        "energy_per_inference_j": {}, "window_j_per_frame": None, "emotions": sum_intervals([])})
         summary["text"] = render(summary)
         return summary
     models = []
@@ -188,6 +191,7 @@ def summarize(path: str | Path, minutes: float, until: float | None = None) -> d
         "power": power,
         "energy_per_inference_j": dict(window[-1].get("energy_per_inference_j") or {}),
         "window_j_per_frame": jpf,
+        "emotions": sum_intervals(window),
     })
     summary["text"] = render(summary)
     return summary
@@ -219,6 +223,7 @@ def render(s: dict) -> str:
         "energy/inference " + (", ".join(f"{m} {_num(j, '{:.3f} J')}" for m, j in s["energy_per_inference_j"].items()) or "n/a")
         + f"   window J/frame {_num(s['window_j_per_frame'], '{:.3f}')}",
         f"rejected messages {_num(s['rejected_messages'], '{}')}",
+        f"emotions {format_shares(s['emotions']['face_s'], s['emotions']['tracks'])}",
         f"{'stage':<9} {'fps mean':>8} {'fps min':>8} {'restarts':>8}",
     ]
     for name, st in s["stages"].items():

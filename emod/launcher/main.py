@@ -81,7 +81,8 @@ class Launcher:
 
     def _stage_argvs(self) -> dict[str, list[str]]:
         js = self.cfg.to_json()
-        return {name: stage_argv(name, js) for name in protocol.STAGES}
+        names = [*protocol.STAGES, *(["mqtt"] if self.cfg.mqtt.enabled else [])]  # optional stages: when enabled
+        return {name: stage_argv(name, js) for name in names}
 
     def setup(self) -> None:
         self.metrics_server = None
@@ -272,6 +273,7 @@ class Launcher:
         return snap
 
     def _report(self) -> None:
+        self.telemetry.emotions.close_interval()  # one interval of emotions per history line
         snap = self.snapshot()
         if self.metrics_server is not None:
             self.metrics_server.update(snap)  # scrapes serve this snapshot; no second thread touches Telemetry
@@ -296,9 +298,11 @@ class Launcher:
         new.infer.model = self.active_model
         old = self.cfg
         self.cfg = new
-        section_of = {"capture": "capture", "infer": "infer", "display": "display", "power": "power"}
+        section_of = {"capture": "capture", "infer": "infer", "display": "display", "power": "power", "mqtt": "mqtt"}
         restarted = []
         for stage, section in section_of.items():
+            if stage not in self.supervisor.stages:
+                continue  # an optional stage that is off (switching it on or off takes a restart)
             changed = getattr(old, section) != getattr(new, section) or old.telemetry != new.telemetry
             if stage == "display" and old.remote != new.remote:
                 changed = True

@@ -117,6 +117,12 @@ def render(s: dict) -> str:
         cpu.add(st.get("cpu_percent"), stage=name)
         fps.add(st.get("fps"), stage=name)
     fam("emod_total_rss_bytes", "gauge", "Resident memory of the launcher and every stage in bytes.").add(_mb_to_bytes(s.get("total_rss_mb")))
+    emotions = s.get("emotions") or {}
+    fam("emod_faces", "gauge", "Faces in the newest processed frame.").add(emotions.get("faces"))
+    face_s = fam("emod_face_seconds_total", "counter", "Face-time in seconds per smoothed emotion label since the launcher started.")
+    for label, seconds in ((emotions.get("total") or {}).get("face_s") or {}).items():
+        face_s.add(seconds, label=label)
+    fam("emod_tracks_total", "counter", "Face tracks started since the launcher started.").add((emotions.get("total") or {}).get("tracks"))
     lines: list[str] = []
     for f in fams:
         if f.samples:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from emod.launcher.emotion_tally import EmotionTally
+
 SNAPSHOT_VERSION = 1
 
 
@@ -45,9 +47,12 @@ class Telemetry:
         from emod.power.energy import EnergyAttributor
 
         self.energy = EnergyAttributor()
+        self.emotions = EmotionTally()
 
     def on_stage(self, h: dict) -> None:
         self.stage_stats[h["stage"]] = {"pid": h["pid"], "t": time.monotonic(), **h["stats"]}
+        if h["stage"] == "display":
+            self.emotions.on_display(h["pid"], h["stats"].get("emotions"))
 
     def on_result(self, r: dict) -> None:
         now = time.monotonic()
@@ -114,7 +119,14 @@ class Telemetry:
             "rejected": {"total": sum(rejected.values()), "by_socket": rejected},
             "total_rss_mb": round(total_rss, 1),
             "source": {"name": cap.get("source"), "error": cap.get("error"), "eos": cap.get("eos")},
+            "emotions": self.emotions.snapshot(),
+            "mqtt": _mqtt(self.stage_stats.get("mqtt")) if "mqtt" in supervisor.stages else None,
         }
+
+
+def _mqtt(s: dict | None) -> dict:
+    s = s or {}
+    return {k: s.get(k) for k in ("connected", "connects", "published", "dropped")}
 
 
 class History:

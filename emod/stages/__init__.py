@@ -1,10 +1,11 @@
-"""The four stages, one process each. :data:`STAGE_CLASSES` maps a stage name to its module and class."""
+"""The four stages (and the optional mqtt stage), one process each. :data:`STAGE_CLASSES` maps a stage name to its module and class."""
 
 STAGE_CLASSES = {
     "capture": "emod.stages.capture:CaptureStage",
     "infer": "emod.stages.infer:InferStage",
     "display": "emod.stages.display:DisplayStage",
     "power": "emod.stages.power:PowerStage",
+    "mqtt": "emod.stages.mqtt:MqttStage",  # only with [mqtt] enabled
 }
 
 

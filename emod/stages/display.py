@@ -21,9 +21,7 @@ import zmq
 
 from emod import bus, protocol, remote
 from emod.stages.base import RateMeter, Stage
-from emod.vision.emotions import EmotionStream
-from emod.vision.smooth import make_smoother
-from emod.vision.track import FaceTracker
+from emod.vision.emotions import from_config as emotion_stream
 
 RING = 8  # frames kept to join with their results
 STALE_S = 0.3  # without results for this long, frames are shown with the last overlay
@@ -42,10 +40,7 @@ class DisplayStage(Stage):
         self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2) if d.preview else None
         self.emotions = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.EMOTIONS, hwm=100)
         self.remote = remote.open_publisher(self.ctx, self.cfg, self.log)  # [remote] TCP+CURVE XPUB, or None
-        params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
-                  "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
-        self.stream = EmotionStream(FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
-                                                smoother=lambda: make_smoother(d.smoothing, **params)))
+        self.stream = emotion_stream(d)  # tracker + smoother, shared with emod analyze --summary
         self.emotions_sent = 0
         self.ring: OrderedDict[int, tuple[dict, np.ndarray, object]] = OrderedDict()
         self.subscribed = 0

@@ -29,7 +29,7 @@ class InferStage(Stage):
         c = self.cfg.infer
         self.detector = detect.from_config(c)
         self.classifier = Classifier(registry.find(c.model, self.cfg.daemon.state_dir), c.threads)
-        self.pipeline = FacePipeline(self.detector, self.classifier, c.margin)
+        self.pipeline = FacePipeline.from_config(c, self.classifier, self.detector)
         self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=2)
         self.results = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.RESULTS, hwm=50)
         self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.RESULTS, self.log)  # results_bind, or None

@@ -58,6 +58,16 @@ class _TrackLog:
                 "end": round(self.end, 3), "duration_s": round(max(0.0, self.end - self.start), 3), "shares": shares}
 
 
+def from_config(d) -> "EmotionStream":
+    """An EmotionStream with the tracker and smoother settings of a ``[display]`` config section."""
+    from emod.vision.smooth import make_smoother
+
+    params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
+              "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
+    return EmotionStream(FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
+                                     smoother=lambda: make_smoother(d.smoothing, **params)))
+
+
 class EmotionStream:
     """Turns ``(box, probs)`` detections per frame into ``emotions`` message headers.
 
@@ -74,6 +84,8 @@ class EmotionStream:
         self.faces = 0
         self.last_t: float | None = None
         self.visible: list[Track] = []
+        self.ended_so_far: list[dict[str, Any]] = []  # every ended summary (emod analyze --summary); keep_ended only
+        self.keep_ended = False
 
     def update(self, faces: Sequence[tuple[Box, Any]], t: float, t_wall: float, seq: int, model: str) -> dict[str, Any]:
         """Track one frame's faces (``[(box, probs), ...]``) at tracker time ``t`` (s) and capture time ``t_wall`` (epoch s).
@@ -107,6 +119,8 @@ class EmotionStream:
                         "changed": changed, "started": started})
         live = {tr.id for tr in self.tracker.tracks(include_hidden=True)}
         ended = [self.logs.pop(tid).summary(tid) for tid in sorted(set(self.logs) - live)]
+        if self.keep_ended:
+            self.ended_so_far.extend(ended)
         return {"seq": int(seq), "time": iso_time(t_wall), "t_wall": round(float(t_wall), 3), "model": model,
                 "faces": out, "ended": ended}
 

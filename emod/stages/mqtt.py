@@ -1,0 +1,163 @@
+"""MQTT stage (``[mqtt] enabled``): emotions to a broker, and emod as a Home Assistant device.
+
+It subscribes to the ``emotions`` stream like any client and publishes with paho-mqtt
+(topics and payloads in :mod:`emod.mqtt`):
+
+* ``availability``: ``online`` (retained) on every connect; the broker's last will says
+  ``offline`` if emod dies, and a clean stop publishes ``offline`` itself;
+* ``dominant_emotion`` and ``faces`` (retained) when they change, at most twice a second;
+* ``fps`` and ``watts`` (retained) every ``STATS_PERIOD_S``, from the launcher's snapshot;
+* ``events``: one JSON object per track start, label change and track end;
+* Home Assistant discovery configs (retained) on every connect, when ``discovery`` is on.
+
+paho's network thread connects and reconnects with backoff (1 s doubling to 30 s). The
+broker being down or slow never reaches the pipeline: this is a separate process, and the
+emotions socket drops for it at its high-water mark. While disconnected nothing is queued:
+messages are counted as ``dropped`` (telemetry), so memory stays flat; on reconnect the
+current states are published again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from emod import protocol
+from emod.events import Subscriber, TrackEvents
+from emod.mqtt import NO_FACE, Debounced, DominantWindow, Topics, default_device_id, discovery_configs
+from emod.stages.base import Stage
+
+STATS_PERIOD_S = 5.0
+MAX_PENDING = 100  # QoS 0 messages handed to paho but not yet written to the socket (slow broker)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("emod")
+    except Exception:
+        return "unknown"
+
+
+class MqttStage(Stage):
+    name = "mqtt"
+
+    def setup(self) -> None:
+        import paho.mqtt.client as paho
+
+        m = self.cfg.mqtt
+        self.topics = Topics(m.topic_prefix, m.device_id or default_device_id(), m.discovery_prefix)
+        self.sub = Subscriber(self.rundir, ctx=self.ctx, hwm=100)
+        self.track_events = TrackEvents()
+        self.dominant = DominantWindow(m.dominant_window)
+        self.states = {protocol.MQTT_DOMINANT: Debounced(), protocol.MQTT_FACES: Debounced(),
+                       protocol.MQTT_FPS: Debounced(0.0), protocol.MQTT_WATTS: Debounced(0.0)}
+        self.published = self.dropped = self.connects = self.pending = 0
+        self.lock = threading.Lock()
+        self.next_stats = 0.0
+        c = self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"emod-{self.topics.device_id}")
+        if m.username:
+            password = Path(m.password_file).read_text().splitlines()[0] if m.password_file else None
+            c.username_pw_set(m.username, password)
+        if m.tls:
+            c.tls_set(ca_certs=m.ca_file or None)
+        c.will_set(self.topics.availability, "offline", qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.max_queued_messages_set(MAX_PENDING)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.connect_async(m.host, m.port, keepalive=m.keepalive)
+        c.loop_start()
+        self.log.info("mqtt connecting", host=m.host, port=m.port, base=self.topics.base)
+
+    # --- paho's thread ------------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.log.warning("mqtt connection refused", reason=str(reason_code))
+            return
+        self.connects += 1
+        self.log.info("mqtt connected", broker=f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}", connects=self.connects)
+        with self.lock:
+            self.pending = 0
+        client.publish(self.topics.availability, "online", qos=1, retain=True)
+        if self.cfg.mqtt.discovery:
+            for topic, config in discovery_configs(self.topics, _version()).items():
+                client.publish(topic, json.dumps(config, separators=(",", ":")), qos=1, retain=True)
+        for state in self.states.values():
+            state.forget()  # the main loop publishes the current values again
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.running:
+            self.log.warning("mqtt disconnected; reconnecting with backoff", reason=str(reason_code))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self.lock:
+            self.pending = max(0, self.pending - 1)
+
+    # --- the stage loop -----------------------------------------------------------------------------
+    def _send(self, topic: str, payload: str, retain: bool = False) -> bool:
+        """Publish at QoS 0 if connected and the broker keeps up; otherwise count it as dropped."""
+        with self.lock:
+            if not self.client.is_connected() or self.pending >= MAX_PENDING:
+                self.dropped += 1
+                return False
+            self.pending += 1
+        info = self.client.publish(topic, payload, qos=0, retain=retain)
+        if info.rc != 0:
+            with self.lock:
+                self.pending = max(0, self.pending - 1)
+                self.dropped += 1
+            return False
+        self.published += 1
+        return True
+
+    def step(self) -> None:
+        message = self.sub.recv(timeout=0.2)
+        if message is not None:
+            self.dominant.add(message)
+            self.states[protocol.MQTT_DOMINANT].set(self.dominant.label())
+            self.states[protocol.MQTT_FACES].set(str(len(message["faces"])))
+            for event in self.track_events.feed(message):
+                self._send(self.topics.events, json.dumps(event, separators=(",", ":"), allow_nan=False))
+        elif self.sub.last_t is None or time.monotonic() - self.sub.last_t > self.cfg.mqtt.dominant_window:
+            self.states[protocol.MQTT_DOMINANT].set(NO_FACE)  # no frames at all: nobody seen
+            self.states[protocol.MQTT_FACES].set("0")
+        now = time.monotonic()
+        if now >= self.next_stats:
+            self.next_stats = now + STATS_PERIOD_S
+            self._poll_stats()
+        for suffix, state in self.states.items():
+            value = state.due(now)
+            if value is not None and self._send(self.topics.state(suffix), value, retain=True):
+                state.mark_sent(now)
+
+    def _poll_stats(self) -> None:
+        from emod.client import Client, ClientError
+
+        try:
+            snap = Client(self.rundir, timeout=1.0).call("stats")
+        except ClientError:
+            return
+        fps = snap.get("processed_fps")
+        watts = (snap.get("power") or {}).get("watts")
+        self.states[protocol.MQTT_FPS].set(f"{fps:.1f}" if fps is not None else "0.0")
+        self.states[protocol.MQTT_WATTS].set(f"{watts:.2f}" if watts is not None else "None")  # Home Assistant: unknown
+
+    def teardown(self) -> None:
+        if self.client.is_connected():
+            info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.sub.close()
+
+    def stats(self) -> dict:
+        return {"connected": self.client.is_connected(), "connects": self.connects, "published": self.published,
+                "dropped": self.dropped, "received": self.sub.received}

@@ -1,0 +1,210 @@
+"""The mqtt stage against a real mosquitto: availability, Home Assistant discovery, states, events, broker outages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from _fixtures import BIN, Daemon, clip, free_port, short_tmp, tiny_models, wait_for  # noqa: F401
+from emod import config
+from emod.labels import LABELS
+from emod.mqtt import NO_FACE, DominantWindow, Topics, discovery_configs
+
+
+class Broker:
+    """Debian's mosquitto on 127.0.0.1:PORT, anonymous, no persistence; start/stop at will."""
+
+    def __init__(self, root: Path):
+        self.exe = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+        assert self.exe, "mosquitto is not installed (apt-get install mosquitto; .ci/run does)"
+        self.port = free_port()
+        self.conf = root / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = root / "mosquitto.log"
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        wait_for(self._accepts, 10, 0.1, "mosquitto to listen")
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Kill it (SIGKILL: no goodbye to its clients)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class Listener:
+    """A real paho client subscribed to everything; keeps each topic's messages as (payload, retained)."""
+
+    def __init__(self, port: int):
+        import paho.mqtt.client as paho
+
+        self.messages: dict[str, list[tuple[str, bool]]] = {}
+        self.lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-{time.monotonic_ns()}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect_async("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.setdefault(msg.topic, []).append((msg.payload.decode(), bool(msg.retain)))
+
+    def get(self, topic: str) -> list[tuple[str, bool]]:
+        with self.lock:
+            return list(self.messages.get(topic, []))
+
+    def count(self, topic: str) -> int:
+        return len(self.get(topic))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def mqtt_toml(root: Path, port: int) -> Path:
+    p = root / "emod.toml"
+    p.write_text(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\ndevice_id = "testpi"\nkeepalive = 5\n')
+    return p
+
+
+def test_discovery_configs_name_one_device_with_four_sensors():
+    """Every discovery config is retained-ready JSON for one device, with a state topic under the device's prefix and the availability topic."""
+    t = Topics("emod", "pi", "homeassistant")
+    configs = discovery_configs(t, "1.0")
+    assert set(configs) == {f"homeassistant/sensor/pi/{s}/config" for s in ("dominant_emotion", "faces", "fps", "watts")}
+    ids = {json.dumps(c["device"], sort_keys=True) for c in configs.values()}
+    assert len(ids) == 1 and all(c["state_topic"].startswith("emod/pi/") and c["availability_topic"] == "emod/pi/availability" for c in configs.values())
+    assert configs["homeassistant/sensor/pi/dominant_emotion/config"]["options"] == [*LABELS, NO_FACE]
+
+
+def test_dominant_emotion_is_the_label_with_most_face_time_in_the_window():
+    """The dominant emotion follows face-time over the last seconds, and is `none` once the window holds no faces."""
+    w = DominantWindow(2.0)
+    face = lambda label: {"label": label}  # noqa: E731
+    for i in range(10):
+        w.add({"t_wall": i * 0.1, "faces": [face("happy")]})
+    assert w.label() == "happy"
+    for i in range(10, 40):
+        w.add({"t_wall": i * 0.1, "faces": [face("sad")]})
+    assert w.label() == "sad"
+    for i in range(40, 70):
+        w.add({"t_wall": i * 0.1, "faces": []})
+    assert w.label() == NO_FACE
+
+
+@pytest.mark.parametrize("section, reason", [
+    ('device_id = "a/b"', "device_id"),
+    ('password_file = "/nonexistent"\nusername = "u"', "password_file"),
+    ('password_file = "/etc/hostname"', "needs mqtt.username"),
+    ('topic_prefix = "emod/#"', "topic_prefix"),
+    ("port = 70000", "port"),
+    ('ca_file = "/etc/hostname"', "needs mqtt.tls"),
+])
+def test_emod_validate_checks_the_mqtt_section(tmp_path, section, reason):
+    """`emod validate` exits 78 and names the key for a bad [mqtt] section; a good one is valid."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f"[mqtt]\nenabled = true\n{section}\n")
+    r = subprocess.run([str(BIN / "emod"), "validate", str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == config.EXIT_CONFIG and reason in r.stderr, r.stderr
+    good = tmp_path / "good.toml"
+    good.write_text('[mqtt]\nenabled = true\nhost = "broker.lan"\nusername = "emod"\npassword_file = "/etc/hostname"\n')
+    assert subprocess.run([str(BIN / "emod"), "validate", str(good)], capture_output=True, timeout=60).returncode == 0
+
+
+def _stage_pid(d: Daemon, name: str) -> int | None:
+    s = d.stats()
+    return s["stages"][name]["pid"] if s and name in s["stages"] else None
+
+
+def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_models, clip):
+    """With [mqtt] on a real mosquitto a subscriber sees retained `online`, the discovery config whose state topic carries a label;
+    30 s without the broker leave fps and the daemon as they were, publishing resumes when it returns, and SIGTERM publishes `offline`."""
+    broker = Broker(short_tmp)
+    broker.start()
+    early = Listener(broker.port)  # there from the start: sees the first track's start event
+    d = Daemon(short_tmp, tiny_models, clip, args=("--config", str(mqtt_toml(short_tmp, broker.port))))
+    listener = None
+    try:
+        d.wait_processing()
+        listener = Listener(broker.port)  # comes later: sees what is retained
+        t0 = time.monotonic()
+        avail = wait_for(lambda: listener.get("emod/testpi/availability"), 20, what="the availability topic")
+        assert avail[0] == ("online", True)
+        cfg_topic = "homeassistant/sensor/testpi/dominant_emotion/config"
+        ha = json.loads(wait_for(lambda: listener.get(cfg_topic), 20, what="the discovery config")[0][0])
+        assert ha["device"]["identifiers"] == ["emod_testpi"] and listener.get(cfg_topic)[0][1] is True
+        state = ha["state_topic"]
+        wait_for(lambda: any(p in LABELS for p, _ in listener.get(state)), 20, what=f"a label on {state}")
+        assert time.monotonic() - t0 < 20
+        wait_for(lambda: early.get("emod/testpi/events"), 20, what="a track event")
+        event = json.loads(early.get("emod/testpi/events")[0][0])
+        assert event["event"] == "start" and isinstance(event["track"], int) and event["label"] in LABELS
+        early.close()
+        for sensor in ("faces", "fps", "watts"):
+            wait_for(lambda: listener.get(f"emod/testpi/{sensor}"), 20, what=f"the {sensor} state")
+
+        def fps_over(seconds: float) -> float:
+            samples, end = [], time.monotonic() + seconds
+            while time.monotonic() < end:
+                s = d.stats()
+                if s and s["processed_fps"]:
+                    samples.append(s["processed_fps"])
+                time.sleep(1.0)
+            return sum(samples) / max(1, len(samples))
+
+        before = fps_over(8)
+        mqtt_pid = _stage_pid(d, "mqtt")
+        rss_before = psutil.Process(mqtt_pid).memory_info().rss
+        listener.close()
+        broker.stop()
+        t_down = time.monotonic()
+        during = fps_over(25)
+        wait_for(lambda: time.monotonic() - t_down >= 30, 40, 0.5, "30 s of broker outage")
+        s = d.stats()
+        assert d.proc.poll() is None and s["stages"]["mqtt"]["alive"] and _stage_pid(d, "mqtt") == mqtt_pid
+        assert during >= 0.8 * before, f"processed fps fell from {before:.1f} to {during:.1f} while the broker was down"
+        rss_growth = psutil.Process(mqtt_pid).memory_info().rss - rss_before
+        assert rss_growth < 20 * 2**20, f"the mqtt stage grew by {rss_growth / 2**20:.1f} MB during the outage"
+
+        broker.start()
+        listener = Listener(broker.port)  # a fresh broker: nothing retained, so everything seen is new
+        wait_for(lambda: ("online", False) in listener.get("emod/testpi/availability")
+                 or ("online", True) in listener.get("emod/testpi/availability"), 45, what="`online` after the broker returned")
+        wait_for(lambda: listener.get("emod/testpi/fps") and listener.get(state), 30, what="publishing to resume")
+        dropped = wait_for(lambda: (d.stats() or {}).get("stages", {}).get("mqtt") and _mqtt_dropped(d), 10, what="a dropped count")
+        assert dropped > 0
+        assert d.stop() == 0
+        wait_for(lambda: listener.get("emod/testpi/availability")[-1][0] == "offline", 10, what="`offline` after SIGTERM")
+    finally:
+        for client in (early, listener):
+            if client is not None:
+                client.close()
+        d.stop()
+        broker.stop()
+
+
+def _mqtt_dropped(d: Daemon) -> int:
+    """The mqtt stage's dropped count as the launcher last heard it (from its telemetry), or 0."""
+    from emod.client import Client
+
+    raw = Client(d.rundir, timeout=3.0).call("stats")
+    return int((raw.get("mqtt") or {}).get("dropped") or 0)

@@ -113,12 +113,15 @@ def test_snapshot_carries_the_overlay(tiny_models, short_tmp, hamilton) -> None:
 
 
 def _window(d: Daemon, seconds: float) -> tuple[float, dict]:
-    """Processed frames per second over a window, from two emod-stats --json snapshots; the last snapshot."""
+    """Processed frames per second over a window, from two emod-stats --json snapshots; the last snapshot, with
+    ``share``: the processed share of the frames captured in the window (1.0: inference kept up with the clip)."""
     a = stats_json(d.rundir)
     t0 = time.monotonic()
-    time.sleep(seconds)
+    time.sleep(seconds)  # a measurement window, not synchronisation
     b = stats_json(d.rundir)
-    fps = (b["frames"]["processed"] - a["frames"]["processed"]) / (time.monotonic() - t0)
+    processed = b["frames"]["processed"] - a["frames"]["processed"]
+    fps = processed / (time.monotonic() - t0)
+    b["share"] = processed / max(1, b["frames"]["captured"] - a["frames"]["captured"])
     return fps, b
 
 
@@ -131,7 +134,7 @@ def test_viewers_cost_the_pipeline_little(tiny_models, short_tmp, hamilton) -> N
     try:
         d.wait_processing()
         time.sleep(4)  # warm-up
-        base1, _ = _window(d, 10)
+        base1, snap_b1 = _window(d, 10)
 
         viewers = [Receiver(bus.connect(ctx, zmq.SUB, d.rundir, protocol.PREVIEW, hwm=2, topic=b"preview")) for _ in range(5)]
         for v in viewers:
@@ -158,7 +161,7 @@ def test_viewers_cost_the_pipeline_little(tiny_models, short_tmp, hamilton) -> N
         junk.close()
         raw.close()
         time.sleep(1)
-        base2, _ = _window(d, 10)
+        base2, snap_b2 = _window(d, 10)
     finally:
         d.stop()
     base = (base1 + base2) / 2
@@ -171,6 +174,13 @@ def test_viewers_cost_the_pipeline_little(tiny_models, short_tmp, hamilton) -> N
     assert snap_s["stages"]["display"]["fps"] > 0, "a stalled viewer blocked the display stage"
     assert snap_s["rejected"]["by_socket"].get("display.preview", 0) > 0, "the garbage was not seen and dropped"
     assert snap_s["stages"]["display"]["alive"] and snap_s["stages"]["display"]["restarts"] == 0
-    # the goal is < 10 %; asserted loosely because the test machine is shared and noisy
-    assert five > 0.7 * base, f"5 viewers cost {100 * (1 - five / base):.0f} % of processed fps"
-    assert stall > 0.7 * base, f"a stalled viewer cost {100 * (1 - stall / base):.0f} % of processed fps"
+    # The clip is paced, so with viewers inference must keep both its rate and its share of the captured frames.
+    # Measured here (two runs, a loaded 2-core machine): rates within 2 % of no viewers; the share varied by up to
+    # 12 points between two viewer-less windows, so the bounds are 15 % and 15 points, not the 10 % goal.
+    share = (snap_b1["share"] + snap_b2["share"]) / 2
+    print(f"processed share of captured frames: no viewers {snap_b1['share']:.3f} / {snap_b2['share']:.3f}, "
+          f"5 viewers {snap5['share']:.3f}, stalled + garbage viewers {snap_s['share']:.3f}")
+    assert snap5["share"] > share - 0.15, f"5 viewers: inference kept {snap5['share']:.0%} of frames, {share:.0%} without"
+    assert snap_s["share"] > share - 0.15, f"a stalled viewer: inference kept {snap_s['share']:.0%}, {share:.0%} without"
+    assert five > 0.85 * base, f"5 viewers cost {100 * (1 - five / base):.0f} % of processed fps"
+    assert stall > 0.85 * base, f"a stalled viewer cost {100 * (1 - stall / base):.0f} % of processed fps"

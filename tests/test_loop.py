@@ -28,3 +28,28 @@ def test_freeze_bn_keeps_running_statistics_while_weights_learn(freeze):
                  for b, (m, v, n) in zip(bns, stats)]
     assert all(unchanged) if freeze else not any(unchanged)
     assert any(not torch.equal(b.weight, w) for b, w in zip(bns, affine))  # the affine parameters still train
+
+
+def test_soft_targets_train_towards_the_vote_distribution():
+    """With (N, 7) soft targets (FER+ votes), a few epochs lower the (eval-mode) cross-entropy to those distributions."""
+    student = _model(5)
+    prep = Preprocess(32)
+    rng = np.random.default_rng(1)
+    cls = rng.integers(0, 7, 32)
+    x = np.clip(cls[:, None, None] * 36 + rng.integers(0, 20, (32, 32, 32)), 0, 255).astype(np.uint8)  # learnable
+    votes = rng.integers(0, 2, (32, 7)).astype(np.float32) + np.eye(7, dtype=np.float32)[cls] * 6
+    y = torch.from_numpy(votes / votes.sum(1, keepdims=True))
+
+    def ce() -> float:
+        student.eval()
+        with torch.no_grad():
+            logits = student(pixel_values=torch.from_numpy(prep.normalize(x))).logits
+        return float(-(y * torch.log_softmax(logits, 1)).sum(1).mean())
+
+    opt = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
+    before = ce()
+    for _ in range(5):
+        loss, acc = train_one_epoch(student, x, y, prep, opt, sched, torch.Generator().manual_seed(0), torch.device("cpu"),
+                                    8, torch.ones(7), 0.0, torch.amp.GradScaler("cuda", enabled=False), progress=False)
+    assert ce() < before and 0.0 <= acc <= 1.0

@@ -11,6 +11,12 @@ Nothing here preprocesses images itself.
     python tools/evaluate.py --model quant --split private --json runs/eval/quant.json --write-manifest
     python tools/evaluate.py --model quant --split private --agree-with full --json docs/eval-quant.json
 
+Labels: ``--labels fer2013`` (default) scores against the FER2013 folder labels;
+``--labels ferplus`` against the FER+ crowd-vote majority (``<data>/ferplus/votes.csv``):
+accuracy, per-class figures and the confusion matrix are then over the images whose
+majority is one of our 7 labels (``n`` in the report), and the report adds the mean
+cross-entropy against the vote distribution (rules in :mod:`emod.datasets.ferplus`).
+
 Splits: ``public`` (PublicTest, the model-selection split), ``private`` (PrivateTest,
 the one to report) or ``all`` (both). ``--limit N`` evaluates a fixed, seeded random
 sample of N images of the split (deterministic, class mix preserved in expectation);
@@ -18,7 +24,8 @@ it is for development, and its metrics say ``limit``.
 
 Writes (optional) a JSON report and a confusion-matrix PNG (by default beside the
 JSON, ``<json stem>_confusion.png``). ``--write-manifest`` stores
-``{accuracy, macro_f1, n, split}`` under ``metrics.<split>`` of the model's
+``{accuracy, macro_f1, n, split, labels}`` under ``metrics.<split>`` (``metrics.<split>_ferplus``
+with ``--labels ferplus``) of the model's
 ``manifest.json``, leaving every other key, and so every file hash, untouched.
 ``--agree-with OTHER`` also classifies the same images with model OTHER and reports
 ``agreement.OTHER``: the fraction of images on which both give the same top label.
@@ -39,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
-from emod.datasets import fer2013
+from emod.datasets import fer2013, ferplus
 from emod.labels import LABELS
 from emod.metrics import classification_report, confusion_matrix, plot_confusion
 from emod.models import registry
@@ -51,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registry model name (e.g. full, quant) or a model directory with manifest.json")
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
+    p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013", help="label set to score against (default: fer2013)")
     p.add_argument("--split", choices=sorted(SPLITS), default="private", help="test split to evaluate (default: private)")
     p.add_argument("--json", type=Path, default=None, help="write the full report here")
     p.add_argument("--confusion", type=Path, default=None, help="confusion-matrix PNG (default: beside --json)")
@@ -85,8 +93,8 @@ def select(data: fer2013.FerSplit, split: str, limit: int | None, seed: int = 0)
 
 
 def predict(clf, images: np.ndarray, batch: int, progress: bool) -> np.ndarray:
-    """Class index per image, through ``clf.classify`` (the daemon's preprocessing and runtime)."""
-    out = np.empty(len(images), np.int64)
+    """(N, 7) probabilities per image, through ``clf.classify`` (the daemon's preprocessing and runtime)."""
+    out = np.empty((len(images), len(LABELS)), np.float32)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -94,7 +102,7 @@ def predict(clf, images: np.ndarray, batch: int, progress: bool) -> np.ndarray:
         bar = tqdm(total=len(images), desc=f"evaluate {clf.name}", unit="img")
     for i in range(0, len(images), batch):
         probs = clf.classify(images[i : i + batch])
-        out[i : i + len(probs)] = probs.argmax(axis=1)
+        out[i : i + len(probs)] = probs
         if bar is not None:
             bar.update(len(probs))
     if bar is not None:
@@ -148,17 +156,37 @@ def main(argv=None) -> int:
     if len(test) == 0:
         return fail(f"split {args.split!r} of {data_root} holds no images")
 
+    extra: dict = {}
+    truth = test.labels
+    if args.labels == "ferplus":
+        try:
+            votes = ferplus.load(data_root, test.names, strict=False).votes
+        except ferplus.VoteFileError as e:
+            return fail(str(e))
+        truth = ferplus.majority_label(votes)
+        keep = truth >= 0
+        extra["n_left_out"] = int((~keep).sum())
     t0 = time.perf_counter()
-    pred = predict(clf, test.images, args.batch, progress=not args.no_progress)
+    probs = predict(clf, test.images, args.batch, progress=not args.no_progress)
     seconds = time.perf_counter() - t0
-    cm = confusion_matrix(test.labels, pred, len(LABELS))
+    pred = probs.argmax(axis=1)
     agreement = {}
-    for other in others:
-        agreement[other.name] = float((predict(other, test.images, args.batch, progress=not args.no_progress) == pred).mean())
+    for other in others:  # over every image of the split, whatever the label set
+        agreement[other.name] = float((predict(other, test.images, args.batch, progress=not args.no_progress).argmax(1) == pred).mean())
         print(f"same top label as {other.name}: {100 * agreement[other.name]:.1f} %")
-    report = classification_report(test.labels, pred, LABELS)
-    title = f"{clf.name} ({clf.info.format}) on FER2013 {args.split}" + (f" [limit {args.limit}]" if args.limit else "")
+    if args.labels == "ferplus":
+        extra["cross_entropy"] = ferplus.cross_entropy(probs[keep], votes[keep])
+        extra["accuracy_any_top"] = ferplus.accuracy_any_top(pred, votes)
+        extra["accuracy_fer2013"] = float((pred == test.labels).mean())
+        truth, pred = truth[keep], pred[keep]
+    cm = confusion_matrix(truth, pred, len(LABELS))
+    report = classification_report(truth, pred, LABELS)
+    set_name = "FER+ majority" if args.labels == "ferplus" else "FER2013"
+    title = f"{clf.name} ({clf.info.format}) on {set_name} {args.split}" + (f" [limit {args.limit}]" if args.limit else "")
     print(format_table(report, title))
+    if extra:
+        print(f"cross-entropy vs votes {extra['cross_entropy']:.4f}   accuracy (ties count) {extra['accuracy_any_top']:.4f}   "
+              f"FER2013-label accuracy {extra['accuracy_fer2013']:.4f}   left out (majority not ours) {extra['n_left_out']}")
     print(f"\n{len(test)} images in {seconds:.1f} s ({1000 * seconds / len(test):.2f} ms/img, batch {args.batch}, {args.threads} thread(s))")
 
     result = {
@@ -167,9 +195,11 @@ def main(argv=None) -> int:
         "format": clf.info.format,
         "input_size": clf.info.input_size,
         "split": args.split,
+        "label_set": args.labels,
         "limit": args.limit,
         "data": str(data_root),
         **report,
+        **extra,
         "labels": list(LABELS),
         "confusion_matrix": cm.tolist(),
         "seconds": round(seconds, 3),
@@ -187,16 +217,17 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"report: {args.json}")
     if args.write_manifest:
-        entry = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"], "split": args.split}
+        entry = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"], "split": args.split,
+                 "labels": args.labels, **({"cross_entropy": extra["cross_entropy"]} if extra else {})}
         if args.limit:
             entry["limit"] = args.limit
             print(f"evaluate: warning: writing metrics of a {args.limit}-image sample to the manifest", file=sys.stderr)
         try:
-            update_manifest_metrics(clf.info.path, args.split, entry)
+            update_manifest_metrics(clf.info.path, args.split + ("_ferplus" if args.labels == "ferplus" else ""), entry)
             registry.verify(registry.ModelInfo(clf.name, clf.info.path, registry.read_manifest(clf.info.path)))
         except (OSError, registry.ModelError) as e:
             return fail(f"cannot update {clf.info.path / registry.MANIFEST}: {e}")
-        print(f"manifest: {clf.info.path / registry.MANIFEST} metrics.{args.split} updated")
+        print(f"manifest: {clf.info.path / registry.MANIFEST} metrics.{args.split}{'_ferplus' if args.labels == 'ferplus' else ''} updated")
     return 0
 
 

@@ -257,6 +257,7 @@ def main(argv=None) -> int:
                                         f"pruned ({macs1 / macs0:.0%} of the MACs), distilled, int8 (ONNX Runtime QDQ, "
                                         f"{args.weight_type} weights; stem conv and classifier fp32)",
                             extra={"source_model": str(args.model), "macs": macs1, "params": params1,
+                                   "trained_on": meta.get("trained_on", "fer2013"),
                                    **({"tta": args.tta} if args.tta else {})})
     q = load(str(out), threads=2)
     q.tta_flip = False  # what quantization costs: the int8 model scored like the fp32 ones above, without mirror averaging

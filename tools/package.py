@@ -55,7 +55,8 @@ def package(src: Path, dst: Path, name: str, tta: str | None = None, description
     desc = description or (f"MobileNetV2 {float(width)!r}, {cfg.get('num_channels', 3)}-channel {meta['input_size']} px, fp32 "
                            "(trained with transformers, served with PyTorch)")
     manifest = registry.write_manifest(tmp, name, "hf-safetensors", meta["input_size"], meta["emod_preprocess"],
-                                       description=desc, extra={"tta": tta} if tta else None)
+                                       description=desc, extra={"trained_on": meta.get("trained_on", "fer2013"),
+                                                                **({"tta": tta} if tta else {})})
     old = dst.with_name(dst.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if dst.exists():

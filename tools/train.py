@@ -5,8 +5,15 @@ Protocol: train on the cleaned train split (blank images, duplicates and train/t
 leaks removed by decoded-pixel hash), select the epoch on PublicTest, and touch
 PrivateTest once, at the end, for the report.
 
+Labels: ``--labels fer2013`` (one labeller per image, the folder names) or
+``--labels ferplus`` (the FER+ crowd votes in ``<data>/ferplus/votes.csv``; the model
+learns the vote distribution over our 7 labels, and images whose majority is not one of
+them are left out; rules in :mod:`emod.datasets.ferplus`). Selection and the report use
+the chosen label set; the PrivateTest report gives both.
+
     python tools/train.py --out runs/full --epochs 40
     python tools/train.py --out runs/full --resume          # continue an interrupted run
+    python tools/train.py --labels ferplus --pretrained emod/models/zoo/full --out runs/ferplus --epochs 12 --lr 1e-3
 
 Writes OUT/model (Hugging Face directory: config.json, model.safetensors,
 preprocessor_config.json), OUT/checkpoint.pt (every epoch; weights and optimiser
@@ -29,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emod.datasets import fer2013
+from emod.datasets import fer2013, ferplus
 from emod.labels import LABELS
 from emod.models.preprocess import Preprocess
 from emod.training.build import build
@@ -40,6 +47,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013", help="training and selection labels (default: fer2013)")
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--width", type=float, default=1.0, help="MobileNetV2 depth multiplier")
@@ -48,8 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--class-weight-power", type=float, default=0.5, help="class weight = (1/frequency)^power; 0 disables")
+    p.add_argument("--label-smoothing", type=float, default=None, help="default: 0.1 with fer2013, 0 with ferplus (votes are already soft)")
+    p.add_argument("--class-weight-power", type=float, default=None, help="class weight = (1/frequency)^power; 0 disables (default: 0.5 fer2013, 0 ferplus)")
     p.add_argument("--warmup-frac", type=float, default=0.1, help="fraction of steps spent warming up the learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -60,11 +68,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def save_model_dir(model, prep: Preprocess, path: Path) -> None:
+def save_model_dir(model, prep: Preprocess, path: Path, trained_on: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path), safe_serialization=True)
     (path / "preprocessor_config.json").write_text(
-        json.dumps({"emod_preprocess": prep.as_manifest(), "input_size": prep.input_size, "labels": list(LABELS)}, indent=2) + "\n"
+        json.dumps({"emod_preprocess": prep.as_manifest(), "input_size": prep.input_size, "labels": list(LABELS),
+                    "trained_on": trained_on}, indent=2) + "\n"
     )
 
 
@@ -85,8 +94,40 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 
+class Targets:
+    """Labels for one run: hard FER2013 classes, or FER+ vote distributions (with the votes for scoring)."""
+
+    def __init__(self, kind: str, data: fer2013.FerSplit, root: Path):
+        self.kind = kind
+        self.votes = None
+        if kind == "ferplus":
+            self.joined = ferplus.load(root, data.names)
+            self.votes = self.joined.votes
+
+    def usable(self, mask: np.ndarray) -> np.ndarray:
+        return mask if self.votes is None else mask & self.joined.usable()[0]
+
+    def train_targets(self, sel: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+        if self.votes is None:
+            return torch.from_numpy(labels)
+        return torch.from_numpy(ferplus.soft_targets(self.votes[sel]))
+
+    def score(self, logits: np.ndarray, sel: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """(loss, accuracy) of logits for the selected images under this label set."""
+        lt = torch.from_numpy(logits)
+        if self.votes is None:
+            return float(F.cross_entropy(lt, torch.from_numpy(labels))), float((logits.argmax(1) == labels).mean())
+        v = self.votes[sel]
+        probs = torch.softmax(lt, 1).numpy()
+        return ferplus.cross_entropy(probs, v), ferplus.accuracy(logits.argmax(1), v)[0]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.label_smoothing is None:
+        args.label_smoothing = 0.1 if args.labels == "fer2013" else 0.0
+    if args.class_weight_power is None:
+        args.class_weight_power = 0.5 if args.labels == "fer2013" else 0.0
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
@@ -99,9 +140,23 @@ def main(argv=None) -> int:
         print(f"error: --resume but {ckpt_path} does not exist", file=sys.stderr)
         return 2
 
-    data = fer2013.load(args.data, cache_dir=Path(".cache"), progress=not args.no_progress)
+    data_root = Path(args.data) if args.data is not None else fer2013.default_root()
+    data = fer2013.load(data_root, cache_dir=Path(".cache"), progress=not args.no_progress)
+    try:
+        targets = Targets(args.labels, data, data_root)
+    except ferplus.VoteFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     train, report = fer2013.clean_training_set(data)
-    public, private = data.subset("public"), data.subset("private")
+    if targets.votes is not None:  # FER+: join by path, drop images whose majority is not ours (counted)
+        _, vote_report = targets.joined.usable()
+        print(f"FER+ votes: {vote_report.as_dict()}", flush=True)
+        keep_names = set(data.names[targets.usable(np.ones(len(data), bool))].tolist())
+        train = train.select(np.isin(train.names, list(keep_names)))
+    name_index = {n: i for i, n in enumerate(data.names.tolist())}
+    rows = lambda split: np.array([name_index[n] for n in split.names.tolist()], np.int64)  # noqa: E731
+    public_mask = targets.usable(data.usage == "public")
+    public, private = data.select(public_mask), data.subset("private")
     if args.limit:
         pick = np.zeros(len(train), bool)
         pick[np.random.default_rng(args.seed).permutation(len(train))[: args.limit]] = True
@@ -111,11 +166,12 @@ def main(argv=None) -> int:
     prep = Preprocess(args.input_size, args.channels)
     xt = np.stack([prep.resize(im) for im in train.images])
     xp = np.stack([prep.resize(im) for im in public.images])
-    yt = torch.from_numpy(train.labels)
+    yt = targets.train_targets(rows(train), train.labels)
 
     model = build(args.input_size, args.channels, args.width, pretrained=args.pretrained).to(device)
     model = model.to(memory_format=torch.channels_last)
-    class_w = class_weights(train.labels, args.class_weight_power)
+    class_w = class_weights(train.labels if targets.votes is None else ferplus.majority_label(targets.votes[rows(train)]),
+                            args.class_weight_power)
 
     steps_per_epoch = math.ceil(len(xt) / args.batch_size)
     total = steps_per_epoch * args.epochs
@@ -138,15 +194,14 @@ def main(argv=None) -> int:
                                                 args.label_smoothing, scaler, desc=f"epoch {epoch + 1}/{args.epochs}",
                                                 progress=not args.no_progress)
         lp = evaluate_logits(model, xp, prep, device)
-        pub_loss = float(F.cross_entropy(torch.from_numpy(lp), torch.from_numpy(public.labels)))
-        pub_acc = float((lp.argmax(1) == public.labels).mean())
+        pub_loss, pub_acc = targets.score(lp, rows(public), public.labels)
         h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,
              "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
         history.append(h)
         improved = pub_acc > best
         if improved:
             best = pub_acc
-            save_model_dir(model, prep, out / "model")
+            save_model_dir(model, prep, out / "model", args.labels)
         print(json.dumps(h) + ("  *best*" if improved else ""), flush=True)
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
                  "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
@@ -154,11 +209,11 @@ def main(argv=None) -> int:
         plot_curves(history, out / "curves.png")
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
-    last_acc = float((evaluate_logits(model, xp, prep, device).argmax(1) == public.labels).mean())
+    last_acc = targets.score(evaluate_logits(model, xp, prep, device), rows(public), public.labels)[1]
     if last_acc > best:
         print(f"last epoch's weights beat the selected ones on PublicTest: {last_acc:.4f} > {best:.4f}", flush=True)
         best = last_acc
-        save_model_dir(model, prep, out / "model")
+        save_model_dir(model, prep, out / "model", args.labels)
 
     # PrivateTest, once, on the selected model
     from emod.training.build import load_dir
@@ -169,10 +224,16 @@ def main(argv=None) -> int:
     metrics = {
         "labels": list(LABELS), "input_size": args.input_size, "width": args.width, "args": {k: str(v) for k, v in vars(args).items()},
         "data_cleaning": report.as_dict(), "n_train": len(train), "best_public_acc": best,
-        "private_acc": float((lq.argmax(1) == private.labels).mean()), "n_private": len(private), "history": history,
+        "label_set": args.labels, "private_acc_fer2013": float((lq.argmax(1) == private.labels).mean()),
+        "n_private": len(private), "history": history,
     }
+    if targets.votes is not None or (data_root / ferplus.VOTES_FILE).is_file():
+        pv = (targets.votes if targets.votes is not None else ferplus.load(data_root, data.names).votes)[rows(private)]
+        metrics["private_acc_ferplus"], metrics["n_private_ferplus"] = ferplus.accuracy(lq.argmax(1), pv)
+    metrics["private_acc"] = metrics["private_acc_ferplus" if args.labels == "ferplus" else "private_acc_fer2013"]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"PublicTest best {best:.4f}; PrivateTest {metrics['private_acc']:.4f} (n={len(private)})")
+    print(f"PublicTest best {best:.4f} ({args.labels}); PrivateTest {args.labels} {metrics['private_acc']:.4f}; "
+          f"fer2013 {metrics['private_acc_fer2013']:.4f} (n={len(private)})")
     return 0
 
 

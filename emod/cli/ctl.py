@@ -19,11 +19,16 @@ from emod.client import Client, ClientError
 from emod.launcher.control import COMMANDS
 
 
+def _pct(x) -> str:
+    return f"{x * 100:.1f}%" if isinstance(x, (int, float)) else "-"
+
+
 def _print_models(models: list[dict]) -> None:
+    """One line per model: PrivateTest accuracy against the FER+ votes and the FER2013 labels."""
     for m in models:
-        acc = f"{m['accuracy'] * 100:.1f}%" if isinstance(m.get("accuracy"), (int, float)) else "-"
         mark = "*" if m["active"] else " "
-        print(f"{mark} {m['name']:<12} {m['format']:<15} {m['input_size']:>4}px  acc {acc:<6} {m['description']}")
+        print(f"{mark} {m['name']:<12} {m['format']:<15} {m['input_size']:>4}px  FER+ {_pct(m.get('accuracy_ferplus')):<6} "
+              f"FER2013 {_pct(m.get('accuracy')):<6} {m['description']}")
 
 
 def _print_status(s: dict) -> None:

@@ -48,8 +48,11 @@ def _models(launcher, args, rid, identity):
     out = []
     for name, info in sorted(registry.available(launcher.state_dir).items()):
         m = info.manifest
+        metrics = m.get("metrics") or {}
         out.append({"name": name, "format": m["format"], "input_size": m["input_size"], "active": name == launcher.active_model,
-                    "description": m.get("description", ""), "accuracy": ((m.get("metrics") or {}).get("private") or {}).get("accuracy"),
+                    "description": m.get("description", ""), "trained_on": m.get("trained_on", "fer2013"),
+                    "accuracy": (metrics.get("private") or {}).get("accuracy"),
+                    "accuracy_ferplus": (metrics.get("private_ferplus") or {}).get("accuracy"),
                     "path": str(info.path)})
     return out
 

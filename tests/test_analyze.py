@@ -16,10 +16,11 @@ from emod.sources.folder import FolderSource
 
 
 def _records_with_faces(node) -> list[dict]:
-    """Every object in a JSON document that carries a ``faces`` list (one per analysed frame)."""
+    """The per-frame objects of analyze's JSON: those with a ``faces`` list, inside a ``frames`` list where there is one."""
     if isinstance(node, dict):
-        found = [node] if isinstance(node.get("faces"), list) else []
-        return found + [r for v in node.values() for r in _records_with_faces(v)]
+        if isinstance(node.get("frames"), list):
+            return _records_with_faces(node["frames"])
+        return [node] if isinstance(node.get("faces"), list) else []
     if isinstance(node, list):
         return [r for v in node for r in _records_with_faces(v)]
     return []

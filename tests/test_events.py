@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -98,7 +101,7 @@ def test_events_json_for_10_s_is_strict_and_tracks_are_stable(short_tmp, tiny_mo
 
 
 def test_closed_pipe_exits_0_and_a_restarted_daemon_is_followed(short_tmp, tiny_models, clip):
-    """`emod events --json | head` exits 0 without a traceback, and a running `emod events` keeps printing across a daemon restart."""
+    """`emod events --json | head` exits 0 without a traceback, a terminal gets readable lines, and a running `emod events` keeps printing across a daemon restart."""
     d = Daemon(short_tmp, tiny_models, clip)
     p = None
     try:
@@ -106,6 +109,15 @@ def test_closed_pipe_exits_0_and_a_restarted_daemon_is_followed(short_tmp, tiny_
         head = subprocess.run(f"'{EMOD}' events --runtime-dir '{d.rundir}' --json | head -n 2; exit ${{PIPESTATUS[0]}}",
                               shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
         assert head.returncode == 0 and len(head.stdout.splitlines()) == 2 and "Traceback" not in head.stderr, head.stderr
+        # on a terminal: readable lines, not JSON
+        master, slave = pty.openpty()
+        tty = subprocess.run([EMOD, "events", "--runtime-dir", str(d.rundir), "--count", "3", "--timeout", "20"], stdout=slave,
+                             stderr=subprocess.PIPE, timeout=60)
+        os.close(slave)
+        shown = os.read(master, 65536).decode()
+        os.close(master)
+        assert tty.returncode == 0 and len(shown.splitlines()) == 3 and "{" not in shown, shown
+        assert all(re.match(r"\d\d:\d\d:\d\d\.\d{3}  (no faces|#\d+ \w+ \d\.\d\d)", line) for line in shown.splitlines()), shown
         p = events(d, "--json")
         lines = Lines(p)
         before = lines.collect(2.0)

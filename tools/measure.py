@@ -90,6 +90,17 @@ def _wait(what: str, predicate, timeout: float, proc: subprocess.Popen):
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def stop_daemon(proc: subprocess.Popen) -> None:
+    """SIGTERM an ``emod run`` started in its own session; SIGKILL its process group after 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 def _set_model(rundir: Path, name: str) -> dict:
     t0 = time.monotonic()
     r = subprocess.run([str(BIN / "emod-ctl"), "set-model", name, "--json", "--runtime-dir", str(rundir)],
@@ -159,13 +170,7 @@ def measure_model(name: str, others: list[str], args, progress: bool) -> dict:
             result["set_model"][other] = to
         return result
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_daemon(proc)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
 

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     as_json = args.json or not sys.stdout.isatty()
     changes = TrackEvents() if args.changes else None
     printed = 0
+    quiet = False
     try:
         while True:
             message = sub.recv(args.timeout or None)
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"emod events: no message within {args.timeout:g} s: is emod running and capturing? (emod-stats)", file=sys.stderr)
                 return 1
             items = changes.feed(message) if changes is not None else [message]
+            if not as_json and changes is None:
+                if not message["faces"] and quiet:
+                    continue  # on a terminal, one "no faces" line per stretch without faces
+                quiet = not message["faces"]
             for item in items:
                 if as_json:
                     line = json.dumps(item, separators=(",", ":"), allow_nan=False)

@@ -126,3 +126,14 @@ def test_evaluate_with_ferplus_labels_reports_n_and_cross_entropy(tiny_models, t
     assert rep["label_set"] == "ferplus" and rep["n"] + rep["n_left_out"] == 200 and rep["n"] > 180
     assert np.array(rep["confusion_matrix"]).sum() == rep["n"]
     assert rep["cross_entropy"] > 0 and 0 <= rep["accuracy_fer2013"] <= 1
+
+
+def test_the_fer2013_label_can_count_as_extra_votes():
+    """--fer2013-votes K adds K votes for the original label before normalising; rows with no emotion vote stay 0."""
+    votes = np.array([v for _, v in HAND[:4]])
+    labels = np.array([LABEL_INDEX["angry"], LABEL_INDEX["angry"], LABEL_INDEX["sad"], LABEL_INDEX["fear"]])
+    t = ferplus.soft_targets(votes, labels, 2)
+    assert t[0, LABEL_INDEX["angry"]] == pytest.approx(2 / 11) and t[0, LABEL_INDEX["happy"]] == pytest.approx(6 / 11)
+    assert t[1, LABEL_INDEX["angry"]] == pytest.approx(6 / 10) and t[1, LABEL_INDEX["disgust"]] == pytest.approx(4 / 10)
+    assert t[2, LABEL_INDEX["sad"]] == pytest.approx(1.0) and not t[3].any()
+    np.testing.assert_allclose(t[:3].sum(1), 1.0, atol=1e-6)

@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013", help="training and selection labels (default: fer2013)")
+    p.add_argument("--fer2013-votes", type=float, default=0.0, help="with --labels ferplus: the FER2013 label counts as this many extra votes (default 0)")
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--width", type=float, default=1.0, help="MobileNetV2 depth multiplier")
@@ -97,8 +98,9 @@ def plot_curves(history: list[dict], path: Path) -> None:
 class Targets:
     """Labels for one run: hard FER2013 classes, or FER+ vote distributions (with the votes for scoring)."""
 
-    def __init__(self, kind: str, data: fer2013.FerSplit, root: Path):
+    def __init__(self, kind: str, data: fer2013.FerSplit, root: Path, fer2013_votes: float = 0.0):
         self.kind = kind
+        self.fer2013_votes = fer2013_votes
         self.votes = None
         if kind == "ferplus":
             self.joined = ferplus.load(root, data.names)
@@ -110,7 +112,7 @@ class Targets:
     def train_targets(self, sel: np.ndarray, labels: np.ndarray) -> torch.Tensor:
         if self.votes is None:
             return torch.from_numpy(labels)
-        return torch.from_numpy(ferplus.soft_targets(self.votes[sel]))
+        return torch.from_numpy(ferplus.soft_targets(self.votes[sel], labels, self.fer2013_votes))
 
     def score(self, logits: np.ndarray, sel: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """(loss, accuracy) of logits for the selected images under this label set."""
@@ -143,7 +145,7 @@ def main(argv=None) -> int:
     data_root = Path(args.data) if args.data is not None else fer2013.default_root()
     data = fer2013.load(data_root, cache_dir=Path(".cache"), progress=not args.no_progress)
     try:
-        targets = Targets(args.labels, data, data_root)
+        targets = Targets(args.labels, data, data_root, args.fer2013_votes)
     except ferplus.VoteFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -131,12 +131,18 @@ def join(names: np.ndarray, votes: dict[str, np.ndarray | None], strict: bool = 
     return JoinedVotes(out, has, no_row)
 
 
-def soft_targets(votes: np.ndarray) -> np.ndarray:
-    """(N, 10) vote counts -> (N, 7) float32 distributions over LABELS (rows with no emotion vote are 0)."""
+def soft_targets(votes: np.ndarray, fer2013_labels: np.ndarray | None = None, fer2013_votes: float = 0.0) -> np.ndarray:
+    """(N, 10) vote counts -> (N, 7) float32 distributions over LABELS (rows with no emotion vote are 0).
+
+    With ``fer2013_votes`` > 0, the original FER2013 label (``fer2013_labels``, (N,) LABELS
+    indices) counts as that many more votes before normalising: its labeller was one more person.
+    """
     votes = np.asarray(votes)
     emo = np.zeros((len(votes), len(LABELS)), np.float64)
     for col, label in COLUMN_TO_LABEL.items():
         emo[:, LABEL_INDEX[label]] = votes[:, VOTE_COLUMNS.index(col)]
+    if fer2013_votes:
+        emo[np.arange(len(votes)), np.asarray(fer2013_labels)] += fer2013_votes * (emo.sum(1) > 0)
     total = emo.sum(1, keepdims=True)
     return np.divide(emo, total, out=np.zeros_like(emo), where=total > 0).astype(np.float32)
 

@@ -1,5 +1,6 @@
 # make run   - set up (first time) and run emod on the camera, or the bundled demo clip when there is none
 # make test  - set up (first time) and run the tests
+# make pi-check [PI_CHECK_JSON=FILE] - the README's Pi install on emulated arm64 Debian (root, slow; not part of test)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,4 +20,8 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-.PHONY: setup run test
+PI_CHECK_JSON ?= docs/pi_check.json
+pi-check: setup
+	$(BIN)/python tools/pi_check.py --json $(PI_CHECK_JSON)
+
+.PHONY: setup run test pi-check

@@ -1,0 +1,344 @@
+"""``make pi-check``: the README's Raspberry Pi install, run on emulated arm64 Debian, compared with this machine.
+
+    python tools/pi_check.py [--releases bookworm trixie] [--json FILE] [--cache DIR] [--no-full]
+
+For each release (the bases of Raspberry Pi OS) it builds once, and caches outside the
+repository (``--cache``, default ``/var/cache/emod-pi``), an arm64 root with
+``debootstrap --variant=minbase`` including ``python3-numpy`` and ``python3-scipy`` (the
+stand-in for apt's numpy-compiled camera modules, simplejpeg), run through
+``qemu-user-static`` and ``binfmt_misc``. On a fresh copy of that root it runs the
+README's "Install on a Raspberry Pi 5" commands word for word, except ``sudo`` (the
+chroot is root already), ``python3-picamera2`` (only Raspberry Pi's repository has it) and
+``<this repository>`` (a bare clone of this checkout's HEAD). Then, each against this
+machine's result computed now with the same commit:
+
+- ``numpy_abi_ok``: ``import scipy.ndimage`` (apt's, numpy-compiled) works in the venv;
+- ``install_ok``: every install command exited 0 and ``emod --help`` runs;
+- ``analyze_ok``: ``emod analyze --json`` on the shared photos and one clip gives the same boxes and labels;
+- ``quant_agreement`` / ``quant_max_abs_diff``: ``quant`` on 400 seeded PrivateTest faces, top-label
+  agreement and largest absolute probability difference (``quant_tensor_identical``: same input tensor);
+- ``full_ok``: ``pip install -e '.[full]'`` (torch 2.13.0) works and ``full`` gives the same top labels;
+- ``run_ok``: ``emod run --source demo --duration 30`` reaches its first result and exits 0.
+
+Writes ``{"releases": {"bookworm": {...}, "trixie": {...}}, ...}`` and exits 1 when a check
+fails (quant needs >= 99.5 % agreement), 2 when emulation cannot be set up (the command and
+its error are printed). Needs root, ``debootstrap``, ``qemu-user-static`` and network access
+to Debian and PyPI. Timings under emulation mean nothing; correctness and installability do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+RELEASES = ("bookworm", "trixie")
+INCLUDE = "python3,python3-venv,python3-pip,python3-numpy,python3-scipy,git,make,ca-certificates"
+MIRROR = "http://deb.debian.org/debian"
+README_MARK = "<!-- pi-check: the commands below are run by make pi-check -->"
+CAMERA_PACKAGES = ("python3-picamera2",)
+SRC = "/mnt/emod.git"  # where the bare clone of this checkout appears inside the root
+MEDIA = "/mnt/media"
+QUANT_MIN_AGREEMENT = 0.995
+FACES = 400
+
+
+class SetupError(RuntimeError):
+    """Emulation cannot be set up here: the message names the command and its error."""
+
+
+def run(cmd: list[str] | str, log: Path, timeout: float, shell: bool = False) -> tuple[int, float]:
+    """Run CMD, appending its output to LOG; (exit status, seconds). A timeout is status 124."""
+    t0 = time.monotonic()
+    with open(log, "a") as f:
+        f.write(f"\n$ {cmd if shell else ' '.join(map(str, cmd))}\n")
+        f.flush()
+        try:
+            rc = subprocess.run(cmd, shell=shell, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            f.write(f"\n[pi-check: timed out after {timeout:.0f} s]\n")
+            rc = 124
+    return rc, time.monotonic() - t0
+
+
+def _must(cmd: list[str]) -> str:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SetupError(f"`{' '.join(cmd)}` failed ({r.returncode}): {(r.stderr or r.stdout).strip()}")
+    return r.stdout
+
+
+def ensure_binfmt() -> None:
+    """qemu-aarch64 registered with binfmt_misc (mounting and enabling it if needed), or SetupError."""
+    if os.geteuid() != 0:
+        raise SetupError("pi-check needs root (debootstrap, chroot, mounts)")
+    for tool in ("debootstrap", "qemu-aarch64-static", "update-binfmts"):
+        if shutil.which(tool) is None:
+            raise SetupError(f"{tool} not found: apt-get install -y debootstrap qemu-user-static binfmt-support")
+    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not Path("/proc/sys/fs/binfmt_misc/status").exists():
+        _must(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
+    if not entry.exists() or "enabled" not in entry.read_text():
+        _must(["update-binfmts", "--enable", "qemu-aarch64"])
+    if "enabled" not in entry.read_text():
+        raise SetupError(f"{entry} is not enabled after update-binfmts --enable qemu-aarch64")
+
+
+def ensure_root(cache: Path, release: str, log: Path) -> float:
+    """The cached pristine root of RELEASE (debootstrap once); seconds spent building it (0 when cached)."""
+    root = cache / release
+    if (root / ".done").exists():
+        return 0.0
+    tmp = cache / f"{release}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    rc, secs = run(["nice", "-n", "10", "debootstrap", "--arch=arm64", "--variant=minbase", f"--include={INCLUDE}",
+                    release, str(tmp), MIRROR], log, timeout=7200)
+    if rc != 0:
+        raise SetupError(f"debootstrap of {release} failed ({rc}); see {log}")
+    tmp.rename(root)
+    (root / ".done").touch()
+    return secs
+
+
+def readme_commands(readme: Path = REPO / "README.md") -> list[str]:
+    """The shell lines of the code block after README_MARK, comments stripped."""
+    text = readme.read_text()
+    if README_MARK not in text:
+        raise SystemExit(f"pi-check: {readme} has no {README_MARK!r} before the Pi install commands")
+    block = text.split(README_MARK, 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [re.sub(r"\s+#.*$", "", ln).strip() for ln in block.splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def as_chroot_script(commands: list[str]) -> str:
+    """The README's commands as run in the root: no sudo, no Raspberry-Pi-only packages, the clone from SRC."""
+    out = ["set -ex", "apt-get update -qq"]  # a Pi has package lists; a fresh debootstrap root has none
+    for c in commands:
+        c = re.sub(r"(^|&& |; )sudo ", r"\1", c)
+        for pkg in CAMERA_PACKAGES:
+            c = c.replace(f" {pkg}", "")
+        out.append(c.replace("<this repository>", SRC))
+    return "\n".join(out) + "\n"
+
+
+class Root:
+    """A throw-away copy of a cached root with /proc, /sys, /dev, the media and the source mounted."""
+
+    def __init__(self, cache: Path, release: str, bare: Path, log: Path):
+        self.path, self.log = cache / f"{release}-run", log
+        self.release = release
+        if self.path.exists():
+            self._umount()
+            shutil.rmtree(self.path)
+        _must(["cp", "-a", "--reflink=auto", str(cache / release), str(self.path)])
+        self.mounts = []
+        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("/sys", "sys", ["--rbind"]), ("/dev", "dev", ["--rbind"]),
+                               (str(SHARED / "media"), MEDIA[1:], ["--bind", "-o", "ro"]), (str(bare), SRC[1:], ["--bind"])):
+            target = self.path / dst
+            target.mkdir(parents=True, exist_ok=True)
+            _must(["mount", *opts, src, str(target)])
+            self.mounts.append(target)
+        shutil.copy("/etc/resolv.conf", self.path / "etc" / "resolv.conf")
+
+    def sh(self, script: str, timeout: float, cwd: str = "/opt/emod") -> tuple[int, float]:
+        env = ["env", "-i", "HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_ROOT_USER_ACTION=ignore"]
+        return run(["chroot", str(self.path), *env, "bash", "-c", f"cd {cwd} 2>/dev/null || cd /; {script}"], self.log, timeout)
+
+    def out(self, script: str, timeout: float) -> tuple[int, str]:
+        with tempfile.NamedTemporaryFile("r", dir=self.path / "tmp", suffix=".out") as f:
+            rc, _ = self.sh(f"{script} > /tmp/{Path(f.name).name}", timeout)
+            return rc, Path(f.name).read_text()
+
+    def _umount(self) -> None:
+        for m in reversed(getattr(self, "mounts", [])):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+        for sub in (SRC[1:], MEDIA[1:], "dev", "sys", "proc"):  # also those left by an interrupted run
+            subprocess.run(["umount", "-R", "-l", str(self.path / sub)], capture_output=True)
+
+    def close(self) -> None:
+        self._umount()
+
+
+def x86(args: list[str], pythonpath: Path, log: Path, timeout: float) -> tuple[int, str]:
+    """Run ``python ARGS`` on this machine with PYTHONPATH=the root's clone (the same commit); (status, stdout)."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    env.pop("EMOD_MODELS_DIR", None)
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    with open(log, "a") as f:
+        f.write(f"\n$ [x86] python {' '.join(args)}\n{r.stderr[-4000:]}")
+    return r.returncode, r.stdout
+
+
+def faces_sample(n: int = FACES) -> np.ndarray:
+    """N seeded PrivateTest faces (tools/evaluate.py's --limit sample)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from evaluate import select
+
+    from emod.datasets import fer2013
+
+    return select(fer2013.load(SHARED / "data" / "fer2013"), "private", n).images
+
+
+def _analyze_key(stdout: str) -> list:
+    rows = [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
+    return [(Path(r["path"]).name, r["frame"], [(tuple(f["box"]), f["label"]) for f in r["faces"]]) for r in rows]
+
+
+def _compare(a: dict, b: dict, model: str) -> dict:
+    if f"{model}_probs" not in a or f"{model}_probs" not in b:
+        return {"error": str(a.get(f"{model}_error", b.get(f"{model}_error", "no result")))}
+    pa, pb = a[f"{model}_probs"], b[f"{model}_probs"]
+    return {"agreement": float((pa.argmax(1) == pb.argmax(1)).mean()), "max_abs_diff": float(np.abs(pa - pb).max()),
+            "tensor_identical": bool(np.array_equal(a[f"{model}_tensor"], b[f"{model}_tensor"]))}
+
+
+def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with_full: bool, workdir: Path) -> dict:
+    log = workdir / f"{release}.log"
+    log.write_text("")
+    res: dict = {"log": str(log)}
+    secs: dict = {}
+    secs["debootstrap"] = round(ensure_root(cache, release, log), 1)
+    root = Root(cache, release, bare, log)
+    clone = root.path / "opt" / "emod"
+    try:
+        script = as_chroot_script(readme_commands())
+        res["commands"] = script.splitlines()[2:]
+        rc, secs["install"] = root.sh(script, timeout=3600, cwd="/")
+        rc_help, _ = root.sh(".venv/bin/emod --help >/dev/null", timeout=300)
+        res["install_ok"] = rc == 0 and rc_help == 0
+        if not res["install_ok"]:
+            return res | {"seconds": secs, "error": f"install failed (exit {rc}); see {log}"}
+        rc, out = root.out(".venv/bin/pip list --format=json", timeout=300)
+        res["pip"] = {p["name"]: p["version"] for p in json.loads(out or "[]")
+                      if p["name"].lower() in ("numpy", "opencv-python-headless", "onnxruntime", "torch", "scipy", "pyzmq")}
+        rc, out = root.out(".venv/bin/python -c 'import scipy.ndimage, numpy; print(numpy.__version__, numpy.__file__)'", 600)
+        res["numpy_abi_ok"], res["venv_numpy"] = rc == 0, out.strip()
+        rc, out = root.out(".venv/bin/emod doctor --json", timeout=900)
+        try:
+            res["doctor"] = {c["name"]: f"{c['status']}: {c['verdict']}" for c in json.loads(out)["checks"]}
+        except ValueError:
+            res["doctor"] = f"no JSON (exit {rc})"
+        # quant (and full) on the same faces, here and there
+        np.save(root.path / "tmp" / "faces.npy", faces)
+        models = ["quant"]
+        if with_full:
+            rc, secs["install_full"] = root.sh(f"pip_c=constraints/pi-{release}.txt; .venv/bin/pip install -c $pip_c -e '.[full]'",
+                                               timeout=5400)
+            res["full_install_ok"] = rc == 0
+            models.append("full")
+        t0 = time.monotonic()
+        root.sh(f".venv/bin/python tools/pi_probe.py /tmp/faces.npy /tmp/arm.npz --models {' '.join(models)}", timeout=3600)
+        secs["probe"] = round(time.monotonic() - t0, 1)
+        rc, _ = x86([str(clone / "tools" / "pi_probe.py"), str(root.path / "tmp" / "faces.npy"), str(workdir / f"{release}-x86.npz"),
+                     "--models", *models], clone, log, timeout=1800)
+        arm = dict(np.load(root.path / "tmp" / "arm.npz")) if (root.path / "tmp" / "arm.npz").is_file() else {}
+        ref = dict(np.load(workdir / f"{release}-x86.npz"))
+        res["versions"] = {"arm64": json.loads(str(arm.get("versions", "{}"))), "x86": json.loads(str(ref["versions"]))}
+        q = _compare(arm, ref, "quant")
+        res["quant_agreement"], res["quant_max_abs_diff"] = q.get("agreement"), q.get("max_abs_diff")
+        res["quant_tensor_identical"] = q.get("tensor_identical")
+        if "error" in q:
+            res["quant_error"] = q["error"]
+        if with_full:
+            f = _compare(arm, ref, "full")
+            res["full_agreement"], res["full_max_abs_diff"] = f.get("agreement"), f.get("max_abs_diff")
+            res["full_ok"] = bool(res["full_install_ok"] and f.get("agreement") == 1.0)
+            if "error" in f:
+                res["full_error"] = f["error"]
+        else:
+            res["full_ok"] = None
+        # emod analyze: photos and one clip
+        photos = sorted((SHARED / "media" / "photos").glob("*.jpg"))
+        clip = SHARED / "media" / "video" / "short_hamilton_clip.mp4"
+        rel = [f"{MEDIA}/{p.relative_to(SHARED / 'media')}" for p in [*photos, clip]]
+        t0 = time.monotonic()
+        rc_a, out_a = root.out(f".venv/bin/emod analyze --json --every 5 {' '.join(rel)}", timeout=3600)
+        secs["analyze"] = round(time.monotonic() - t0, 1)
+        rc_x, out_x = x86(["-m", "emod.cli.main", "analyze", "--json", "--every", "5", *map(str, [*photos, clip])], clone, log, 1800)
+        ka, kx = _analyze_key(out_a), _analyze_key(out_x)
+        res["analyze_ok"] = rc_a == 0 and rc_x == 0 and bool(kx) and ka == kx
+        res["analyze_frames"] = len(kx)
+        res["analyze_faces"] = sum(len(k[2]) for k in kx)
+        if not res["analyze_ok"]:
+            res["analyze_diff"] = [[a, x] for a, x in zip(ka, kx) if a != x][:5] or f"exit {rc_a}/{rc_x}, {len(ka)} vs {len(kx)} frames"
+        # emod run on the demo clip
+        t0 = time.monotonic()
+        rc, out = root.out(".venv/bin/emod run --source demo --duration 30 --runtime-dir /tmp/emod-run "
+                           "--state-dir /tmp/emod-state 2>&1", timeout=900)
+        secs["run"] = round(time.monotonic() - t0, 1)
+        res["run_ok"] = rc == 0 and "first result" in out
+        res["run_tail"] = out.strip().splitlines()[-3:]
+        return res | {"seconds": secs}
+    finally:
+        root.close()
+
+
+def verdict(r: dict) -> list[str]:
+    """The names of the failed checks of one release."""
+    bad = [k for k in ("install_ok", "numpy_abi_ok", "analyze_ok", "run_ok", "full_ok") if r.get(k) is False]
+    if (r.get("quant_agreement") or 0) < QUANT_MIN_AGREEMENT:
+        bad.append("quant_agreement")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--releases", nargs="+", default=list(RELEASES), choices=RELEASES)
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--cache", default=os.environ.get("EMOD_PI_CACHE", "/var/cache/emod-pi"), help="where the roots are kept")
+    p.add_argument("--no-full", action="store_true", help="skip torch and `full` (full_ok is then null)")
+    args = p.parse_args(argv)
+    t_start = time.monotonic()
+    try:
+        ensure_binfmt()
+    except SetupError as e:
+        print(f"pi-check: cannot emulate arm64 here: {e}", file=sys.stderr)
+        return 2
+    cache = Path(args.cache)
+    workdir = cache / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    head = _must(["git", "-C", str(REPO), "rev-parse", "HEAD"]).strip()
+    if _must(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]).strip():
+        print("pi-check: uncommitted changes are not checked: the roots clone HEAD", head[:12], file=sys.stderr)
+    bare = workdir / "emod.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    _must(["git", "clone", "-q", "--bare", str(REPO), str(bare)])
+    faces = faces_sample()
+    report: dict = {"commit": head, "faces": len(faces), "releases": {}}
+    for release in args.releases:
+        print(f"pi-check: {release} ...", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            r = check_release(cache, release, bare, faces, not args.no_full, workdir)
+        except SetupError as e:
+            print(f"pi-check: {release}: {e}", file=sys.stderr)
+            return 2
+        r["total_seconds"] = round(time.monotonic() - t0, 1)
+        r["failed"] = verdict(r)
+        report["releases"][release] = r
+        print(f"pi-check: {release}: " + ("every check true" if not r["failed"] else "FAILED " + ", ".join(r["failed"]))
+              + f" ({r['total_seconds']:.0f} s)", file=sys.stderr, flush=True)
+    report["total_seconds"] = round(time.monotonic() - t_start, 1)
+    text = json.dumps(report, indent=2, default=str)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 1 if any(r["failed"] for r in report["releases"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

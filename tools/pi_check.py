@@ -124,7 +124,7 @@ def readme_commands(readme: Path = REPO / "README.md") -> list[str]:
 
 def as_chroot_script(commands: list[str]) -> str:
     """The README's commands as run in the root: no sudo, no Raspberry-Pi-only packages, the clone from SRC."""
-    out = ["set -ex", "apt-get update -qq"]  # a Pi has package lists; a fresh debootstrap root has none
+    out = ["set -ex"]  # package lists: debootstrap leaves them, as a Pi has them
     for c in commands:
         c = re.sub(r"(^|&& |; )sudo ", r"\1", c)
         for pkg in CAMERA_PACKAGES:
@@ -215,7 +215,7 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
     clone = root.path / "opt" / "emod"
     try:
         script = as_chroot_script(readme_commands())
-        res["commands"] = script.splitlines()[2:]
+        res["commands"] = script.splitlines()[1:]
         rc, secs["install"] = root.sh(script, timeout=3600, cwd="/")
         rc_help, _ = root.sh(".venv/bin/emod --help >/dev/null", timeout=300)
         res["install_ok"] = rc == 0 and rc_help == 0
@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--cache", default=os.environ.get("EMOD_PI_CACHE", "/var/cache/emod-pi"), help="where the roots are kept")
     p.add_argument("--no-full", action="store_true", help="skip torch and `full` (full_ok is then null)")
+    p.add_argument("--update", action="store_true", help="keep the other releases already in --json (one release at a time)")
     args = p.parse_args(argv)
     t_start = time.monotonic()
     try:
@@ -332,12 +333,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pi-check: {release}: " + ("every check true" if not r["failed"] else "FAILED " + ", ".join(r["failed"]))
               + f" ({r['total_seconds']:.0f} s)", file=sys.stderr, flush=True)
     report["total_seconds"] = round(time.monotonic() - t_start, 1)
+    if args.update and args.json and Path(args.json).is_file():
+        old = json.loads(Path(args.json).read_text())
+        report["releases"] = {**old.get("releases", {}), **report["releases"]}
+        report["runs"] = [*old.get("runs", [{"commit": old.get("commit"), "total_seconds": old.get("total_seconds")}]),
+                          {"commit": head, "releases": args.releases, "total_seconds": report["total_seconds"]}]
     text = json.dumps(report, indent=2, default=str)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
     print(text)
-    return 1 if any(r["failed"] for r in report["releases"].values()) else 0
+    return 1 if any(report["releases"][r]["failed"] for r in args.releases) else 0
 
 
 if __name__ == "__main__":

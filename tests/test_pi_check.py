@@ -1,0 +1,34 @@
+"""make pi-check runs the README's Pi install block word for word (less sudo and Raspberry-Pi-only packages); each release has its constraints."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import pi_check  # noqa: E402
+
+
+def test_pi_check_runs_the_readme_block() -> None:
+    """The chroot script is the README's Pi install block with only sudo, python3-picamera2 and the clone URL rewritten."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(pi_check.README_MARK, 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = pi_check.readme_commands()
+    assert commands and all(c in block for c in commands)
+    assert any("pip install -c constraints/pi-" in c for c in commands)
+    script = pi_check.as_chroot_script(commands).splitlines()[1:]  # after `set -ex`
+    assert len(script) == len(commands)
+    for readme_line, run_line in zip(commands, script):
+        expected = re.sub(r"(^|&& )sudo ", r"\1", readme_line).replace(" python3-picamera2", "")
+        assert run_line == expected.replace("<this repository>", pi_check.SRC)
+        assert "sudo" not in run_line and "picamera2" not in run_line
+
+
+def test_every_release_has_a_constraints_file() -> None:
+    """constraints/pi-RELEASE.txt exists for each release pi-check builds, and pins numpy to the system's major version."""
+    for release, major in zip(pi_check.RELEASES, ("numpy<2", "numpy>=2,<3")):
+        lines = [ln.strip() for ln in (REPO / "constraints" / f"pi-{release}.txt").read_text().splitlines()]
+        assert major in lines, (release, lines)

@@ -210,3 +210,54 @@ def _mqtt_dropped(d: Daemon) -> int:
 
     raw = Client(d.rundir, timeout=3.0).call("stats")
     return int((raw.get("mqtt") or {}).get("dropped") or 0)
+
+
+def _tls_files(root: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    f = {k: root / f"{k}.pem" for k in ("ca", "ca_key", "cert", "key")}
+    csr, ext = root / "server.csr", root / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n")
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=60)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=emod test CA",
+        "-keyout", str(f["ca_key"]), "-out", str(f["ca"]))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(f["key"]), "-out", str(csr))
+    run("x509", "-req", "-in", str(csr), "-CA", str(f["ca"]), "-CAkey", str(f["ca_key"]), "-CAcreateserial", "-days", "2",
+        "-extfile", str(ext), "-out", str(f["cert"]))
+    return f
+
+
+def test_tls_with_a_ca_file_and_a_password_file(short_tmp):
+    """With tls, ca_file, username and password_file the mqtt stage logs in over TLS and announces itself, and SIGTERM publishes `offline`."""
+    broker = Broker(short_tmp)
+    tls = _tls_files(short_tmp)
+    passwd = short_tmp / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "emod", "s3cret pass"], check=True, capture_output=True, timeout=30)
+    (short_tmp / "mqtt-password").write_text("s3cret pass\n")
+    # mosquitto started by root drops to its own user before it reads these: let it
+    short_tmp.chmod(0o755)
+    for path in (passwd, *tls.values()):
+        path.chmod(0o644)
+    tls_port = free_port()
+    broker.conf.write_text(
+        f"per_listener_settings true\nlistener {broker.port} 127.0.0.1\nallow_anonymous true\n"
+        f"listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
+        f"cafile {tls['ca']}\ncertfile {tls['cert']}\nkeyfile {tls['key']}\npersistence false\n")
+    broker.start()
+    toml = short_tmp / "emod.toml"
+    toml.write_text(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {tls_port}\ntls = true\nca_file = "{tls["ca"]}"\n'
+                    f'username = "emod"\npassword_file = "{short_tmp / "mqtt-password"}"\ndevice_id = "tlspi"\n')
+    listener = Listener(broker.port)  # the plain listener of the same broker
+    stage = subprocess.Popen([str(BIN / "emod"), "stage", "mqtt", "--config", str(toml), "--runtime-dir", str(short_tmp / "run")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: ("online", False) in listener.get("emod/tlspi/availability"), 20, what="`online` over TLS")
+        wait_for(lambda: listener.get("homeassistant/sensor/tlspi/faces/config"), 10, what="a discovery config")
+        stage.terminate()
+        assert stage.wait(20) == 0
+        wait_for(lambda: listener.get("emod/tlspi/availability")[-1][0] == "offline", 10, what="`offline` after SIGTERM")
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+            stage.wait(10)
+        listener.close()
+        broker.stop()

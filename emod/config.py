@@ -58,6 +58,7 @@ class Infer:
                         "cascade; see README: Face detectors).", ("yunet", "haar"))
     yunet_model: str = opt("", "YuNet ONNX file for the yunet detector; empty: the bundled, SHA-256-checked "
                            "face_detection_yunet_2023mar.onnx.")
+    yunet_score: float = opt(0.6, "YuNet: smallest face score kept (0..1; lower finds more faces and more false ones, see README: Face detectors).")
     detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
@@ -245,6 +246,17 @@ def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = Non
     return cfg
 
 
+def load_or_exit(path: str | os.PathLike | None, prog: str) -> Config:
+    """:func:`load` for a command-line tool: on a ConfigError print ``PROG: config error: ...`` and exit 78."""
+    try:
+        return load(path)
+    except ConfigError as e:
+        import sys
+
+        print(f"{prog}: config error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
 def check(cfg: Config, origin: str) -> None:
     """Checks across keys, after all sources are merged (a ConfigError names the origin)."""
     rules = [
@@ -254,6 +266,7 @@ def check(cfg: Config, origin: str) -> None:
          f"infer.haar_cascades: {cfg.infer.haar_cascades!r} is not a comma-separated list of {', '.join(HAAR_CASCADES)}"),
         (cfg.infer.threads >= 1, "infer.threads must be at least 1"),
         (0.5 <= cfg.infer.align_scale <= 2.0, "infer.align_scale must be 0.5..2"),
+        (0.0 < cfg.infer.yunet_score <= 1.0, "infer.yunet_score must be in (0, 1]"),
         (0.1 <= cfg.infer.align_eye_y <= 0.9, "infer.align_eye_y must be 0.1..0.9"),
         (cfg.infer.max_faces >= 1, "infer.max_faces must be at least 1"),
         (1 <= cfg.display.jpeg_quality <= 100, "display.jpeg_quality must be 1..100"),

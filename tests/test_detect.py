@@ -48,6 +48,9 @@ def test_config_reaches_the_detector():
     d = from_config(c)
     assert isinstance(d, HaarDetector)
     assert (d.min_neighbors, d.min_score, d.scale_factor, d.detect_width, len(d.cascades)) == (4, -1.5, 1.2, 200, 2)
+    y = from_config(dataclasses.replace(Infer(), yunet_score=0.95, detect_width=400))
+    assert isinstance(y, YuNetDetector) and y.detect_width == 400
+    assert all(f.score >= 0.95 for f in y.detect(_photo("obama_and_biden.jpg")))
     with pytest.raises(ValueError, match="unknown detector"):
         from_config(dataclasses.replace(Infer(), detector="nosuch"))
 

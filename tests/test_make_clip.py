@@ -162,3 +162,19 @@ def test_tilt_rotates_each_face_within_the_range(fer_root) -> None:
     upright = [f for _, faces in make_clip.compose(images, labels, names, 12, (640, 480), seed=4, progress=False)
                for f in faces]
     assert all(f["tilt"] == 0.0 for f in upright)
+
+
+def test_crop_framing_compares_the_box_crop_with_aligned_framings(clip, tiny_models, tmp_path) -> None:
+    """tools/crop_framing.py scores the box crop and each aligned framing on the same detected faces of a clip."""
+    out, truth = clip
+    report_path = tmp_path / "framing.json"
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "crop_framing.py"), "--clip", str(out), "--truth", str(truth),
+                        "--model", TINY, "--scales", "0.9", "1.1", "--eye-y", "0.34", "--json", str(report_path)],
+                       capture_output=True, text=True, timeout=300, env=base_env(tiny_models))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(report_path.read_text())
+    (c,) = rep["clips"]
+    assert [(f["align"], f.get("align_scale")) for f in c["framings"]] == [(False, None), (True, 0.9), (True, 1.1)]
+    assert 0 < c["detected"] <= c["faces"] and c["shots"] >= 5
+    assert all(0.0 <= f["accuracy"] <= 1.0 for f in c["framings"])
+    assert rep["best"] in [dict(f, accuracy=rep["best"]["accuracy"]) for f in c["framings"]]

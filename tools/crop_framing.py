@@ -105,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give one --truth per --clip")
     from emod import config
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as e:
-        print(f"crop_framing: config error: {e}", file=sys.stderr)
-        return config.EXIT_CONFIG
+    cfg = config.load_or_exit(args.config, "crop_framing")
     if cfg.infer.detector != "yunet":
         p.error("aligned crops need landmarks: use the yunet detector")
     t0 = time.perf_counter()

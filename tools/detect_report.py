@@ -8,7 +8,8 @@ For each detector, one ``emod analyze --json`` run (the product's own command, w
 ``EMOD_INFER_DETECTOR`` set and ``--config FILE`` passed when given) over every video in
 ``MEDIA/video`` and every photo in ``MEDIA/photos``. Per video: frames, how many frames hold
 0, 1, 2... faces, frames with exactly the number of people the clip shows (:data:`PEOPLE`),
-frames with at least one face, and the median / p95 detection time per frame. Per photo: the
+frames with at least one face, and the median / p95 detection time per frame (reports key
+videos and photos by file stem). Per photo: the
 boxes, their scores and labels. ``--annotate DIR`` draws every photo's boxes into DIR (one
 PNG per detector) for counting by eye; the photos are test fixtures, so keep DIR outside the
 repository.
@@ -30,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEFAULT_MEDIA = REPO.parent / "shared" / "media"
-PEOPLE = {"head-pose-face-detection-male.mp4": 1, "face-demographics-walking-and-pause.mp4": 3}  # people in view, every frame
+PEOPLE = {"head-pose-face-detection-male": 1, "face-demographics-walking-and-pause": 3}  # people in view, every frame
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -118,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         by_path = collections.defaultdict(list)
         for x in lines:
             by_path[x["path"]].append(x)
-        vids = {v.name: summarise_video(v.name, by_path[str(v)]) for v in videos}
-        phs = {q.name: [{"box": f["box"], "score": f["score"], "label": f["label"]} for f in by_path[str(q)][0]["faces"]]
+        vids = {v.stem: summarise_video(v.stem, by_path[str(v)]) for v in videos}  # stems: report keys hold no dots
+        phs = {q.stem: [{"box": f["box"], "score": f["score"], "label": f["label"]} for f in by_path[str(q)][0]["faces"]]
                for q in photos}
         report["detectors"][det] = {"videos": vids, "photos": phs, "photo_boxes": sum(len(v) for v in phs.values()),
                                     "seconds": round(time.perf_counter() - t0, 1)}

@@ -203,11 +203,11 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, state_dir: str | None = None,
-               progress: bool = True, infer=None) -> dict:
+               progress: bool = True, infer=None, shots: bool = False) -> dict:
     """Run CLIP through the daemon's FacePipeline and compare with direct classification; the report dict.
 
     INFER is the ``[infer]`` config section (``emod.config.Infer``) that builds the detector and crop;
-    None: the defaults.
+    None: the defaults. SHOTS: check only the first frame of each shot (each face appearance once).
     """
     from emod.config import Infer
     from emod.models import classifier as clf_mod
@@ -234,14 +234,23 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
         from tqdm import tqdm
 
         bar = tqdm(total=len(side["frames"]), desc=f"check {clf.name}", unit="frame")
-    decoded, ms = 0, []
+    decoded, checked, ms = 0, 0, []
     t0 = time.perf_counter()
     try:
+        seen_shots: set = set()
         for fr in side["frames"]:
             ok, frame = cap.read()
             if not ok:
                 break
             decoded += 1
+            if shots:  # only the first frame of each shot: the others show the same picture
+                shot = fr["faces"][0]["shot"] if fr["faces"] else None
+                if shot in seen_shots:
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                seen_shots.add(shot)
+            checked += 1
             faces, det_ms, cls_ms = pipe.process(frame)
             ms.append(det_ms + cls_ms)
             truth_faces = fr["faces"]
@@ -275,7 +284,7 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
         "clip": str(clip), "truth": str(truth), "model": clf.name, "detector": detector.name, "margin": c.margin,
         "infer": dataclasses.asdict(c),
         "detect_width": c.detect_width, "min_face": c.min_face, "match_rule": MATCH_RULE,
-        "frames": decoded, "truth_frames": len(side["frames"]), "faces": tot["faces"], "detected": tot["detected"],
+        "frames": decoded, "frames_checked": checked, "shots_only": shots, "truth_frames": len(side["frames"]), "faces": tot["faces"], "detected": tot["detected"],
         "recall": _ratio(tot["detected"], tot["faces"]),
         "detections": tot["detections"], "false_positives": tot["false_positives"],
         "precision": _ratio(tot["detected"], tot["detections"]),
@@ -299,7 +308,9 @@ def render(r: dict) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
     lines = [
-        f"{r['clip']}: {r['frames']}/{r['truth_frames']} frames, {r['faces']} faces ({r['unique_images']} FER images), "
+        f"{r['clip']}: {r['frames']}/{r['truth_frames']} frames"
+        + (f" ({r['frames_checked']} checked: the first of each shot)" if r.get("shots_only") else "")
+        + f", {r['faces']} faces ({r['unique_images']} FER images), "
         f"model {r['model']}, detector {r['detector']}, margin {r['margin']}",
         f"detection recall {pct(r['recall'])} ({r['detected']}/{r['faces']}), precision {pct(r['precision'])}, "
         f"{r['false_positives']} false positives   [{r['match_rule']}]",
@@ -338,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", help="check mode: state directory searched for user models")
     p.add_argument("--config", type=Path, help="check mode: emod TOML config whose [infer] section builds the pipeline "
                    "(detector, crop), as in the daemon; default: the built-in defaults")
+    p.add_argument("--shots", action="store_true", help="check mode: only the first frame of each shot (the others "
+                   "repeat it; several times faster, each shown face counted once)")
     p.add_argument("--json", type=Path, help="check mode: write the report here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -346,13 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--check needs --model")
         from emod import config
 
-        try:
-            cfg = config.load(args.config)
-        except config.ConfigError as e:
-            print(f"make_clip: config error: {e}", file=sys.stderr)
-            return config.EXIT_CONFIG
+        cfg = config.load_or_exit(args.config, "make_clip")
         report = check_clip(args.check, args.truth, args.model, args.data, args.state_dir, progress=not args.quiet,
-                            infer=cfg.infer)
+                            infer=cfg.infer, shots=args.shots)
         print(render(report))
         if args.json:
             args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -184,7 +184,7 @@ class YuNetDetector(Detector):
 def from_config(c) -> Detector:
     """The detector an ``[infer]`` config section (``emod.config.Infer``) describes; its defaults live there."""
     if c.detector == "yunet":
-        return YuNetDetector(c.yunet_model, c.detect_width, c.min_face, c.max_faces)
+        return YuNetDetector(c.yunet_model, c.detect_width, c.min_face, c.max_faces, score_threshold=c.yunet_score)
     if c.detector == "haar":
         names = tuple(n.strip() for n in c.haar_cascades.split(",") if n.strip())
         return HaarDetector(c.detect_width, c.min_face, c.max_faces, scale_factor=c.haar_scale,

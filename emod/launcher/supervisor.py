@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from emod.launcher.notify import child_env
+from emod.stages.lifeline import PARENT_ENV
 
 
 class GiveUp(RuntimeError):
@@ -62,7 +63,8 @@ class Supervisor:
 
     def _start(self, st: StageProcess) -> None:
         env = child_env()
-        env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer glibc arenas: less RSS in the threaded runtimes
+        env.setdefault("MALLOC_ARENA_MAX", "2")
+        env[PARENT_ENV] = str(os.getpid())  # the stage dies with this process (emod.stages.lifeline)  # fewer glibc arenas: less RSS in the threaded runtimes
         st.proc = subprocess.Popen(st.argv, stdin=subprocess.DEVNULL, env=env)  # stages never talk to systemd's notify socket
         st.started = st.last_heartbeat = time.monotonic()
         st.seen_heartbeat = False

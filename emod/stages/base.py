@@ -18,6 +18,7 @@ import zmq
 
 from emod import bus, protocol
 from emod.config import Config
+from emod.stages import lifeline
 
 
 class Stage:
@@ -47,6 +48,7 @@ class Stage:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        lifeline.bind_to_parent(self.request_stop, self.log)  # dies with the launcher, by any death
         self.telemetry = bus.connect(self.ctx, zmq.PUSH, self.rundir, protocol.TELEMETRY, hwm=4)
         self.telemetry.setsockopt(zmq.SNDTIMEO, 0)
         ready = False

@@ -21,7 +21,7 @@ from typing import Any
 
 HAAR_CASCADES = ("default", "alt", "alt2", "alt_tree")  # OpenCV's haarcascade_frontalface_NAME.xml
 
-EXIT_CONFIG = 78  # EX_CONFIG; the unit's RestartPreventExitStatus
+from emod.protocol import EXIT_CONFIG  # noqa: F401  (the one exit-code table)
 
 
 class ConfigError(ValueError):

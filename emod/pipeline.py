@@ -34,6 +34,7 @@ class FacePipeline:
 
     def __init__(self, detector, classifier, margin: float = 0.1, align: tuple[float, float] | None = None):
         self.detector, self.classifier, self.margin, self.align = detector, classifier, margin, align
+        self.faces_dropped = 0  # faces of the last frame left out by the detector's max_faces (largest kept)
 
     @classmethod
     def from_config(cls, c, classifier, detector=None) -> "FacePipeline":
@@ -59,6 +60,7 @@ class FacePipeline:
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[..., 0]
         dets = self.detector.detect(frame)
+        self.faces_dropped = getattr(self.detector, "dropped", 0)
         t1 = time.perf_counter()
         faces: list[FaceResult] = []
         if dets:

@@ -49,7 +49,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 # Endpoint names: one ipc socket file each under the runtime directory.
-FRAMES = "frames"  # PUB capture -> SUB infer, display
+FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end), display (topic frame)
 RESULTS = "results"  # PUB infer -> SUB display, launcher
 PREVIEW = "preview"  # PUB display -> SUB emod-view (any number)
 POWER = "power"  # PUB power -> SUB display, launcher
@@ -74,6 +74,33 @@ OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables th
 # which it strips from them: a stage then knows it is part of a service (no demo-clip fallback).
 SERVICE_ENV = "EMOD_UNDER_SERVICE"
 
+# Exit statuses of every emod command: the one table (README "Exit codes" is generated from it).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_UNHEALTHY = 5
+EXIT_ALREADY_RUNNING = 6
+EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus
+EXIT_TABLE: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "success; `emod-ctl status`: emod is healthy and its source delivers frames"),
+    (EXIT_FAILURE, "an unexpected failure; `emod run` gave up after too many restarts of one stage (systemd restarts it)"),
+    (EXIT_USAGE, "a bad request or usage: unknown command or option, an unknown or broken model, an input `emod analyze` could not read"),
+    (EXIT_UNREACHABLE, "emod is not reachable: no daemon on the runtime directory, or it does not answer"),
+    (EXIT_TIMEOUT, "emod answered too late (e.g. `set-model` did not finish in time)"),
+    (EXIT_UNHEALTHY, "`emod-ctl status`: emod answers but is not healthy (a stage is down, or the source is failing)"),
+    (EXIT_ALREADY_RUNNING, "`emod run`: another emod already runs on this runtime directory (its pid is named)"),
+    (EXIT_CONFIG, "a bad configuration: a config or `EMOD_*` error, or a `--source` file or folder that does not exist; "
+                  "systemd does not restart it"),
+)
+
+
+def exit_table_markdown() -> str:
+    """The README's exit-code table, from :data:`EXIT_TABLE`."""
+    return "\n".join(["| exit | meaning |", "|---|---|", *(f"| {code} | {text} |" for code, text in EXIT_TABLE)])
+
+
 # Error codes of the control envelope; CLIs exit with EXIT_CODES[code].
 E_UNKNOWN_COMMAND = "unknown_command"
 E_BAD_REQUEST = "bad_request"
@@ -82,7 +109,8 @@ E_MODEL_FAILED = "model_failed"
 E_BUSY = "busy"
 E_TIMEOUT = "timeout"
 E_INTERNAL = "internal"
-EXIT_CODES = {E_UNKNOWN_COMMAND: 2, E_BAD_REQUEST: 2, E_UNKNOWN_MODEL: 2, E_MODEL_FAILED: 2, E_BUSY: 2, E_TIMEOUT: 4, E_INTERNAL: 1}
+EXIT_CODES = {E_UNKNOWN_COMMAND: EXIT_USAGE, E_BAD_REQUEST: EXIT_USAGE, E_UNKNOWN_MODEL: EXIT_USAGE, E_MODEL_FAILED: EXIT_USAGE,
+              E_BUSY: EXIT_USAGE, E_TIMEOUT: EXIT_TIMEOUT, E_INTERNAL: EXIT_FAILURE}
 
 
 class ProtocolError(ValueError):
@@ -93,6 +121,8 @@ class ProtocolError(ValueError):
 _NUM = (int, float)
 SCHEMAS: dict[bytes, dict[str, tuple[type, ...]]] = {
     b"frame": {"seq": (int,), "t_mono": _NUM, "t_wall": _NUM, "shape": (list,), "dtype": (str,), "source": (str,)},
+    # a finite source ended after frame ``seq`` (repeated while it stays ended: frames lost at the end are counted)
+    b"end": {"seq": (int,), "source": (str,)},
     b"result": {"seq": (int,), "t_capture": _NUM, "t_done": _NUM, "model": (str,), "detect_ms": _NUM,
                 "classify_ms": _NUM, "faces": (list,), "frame_shape": (list,)},
     b"preview": {"seq": (int,), "t_capture": _NUM, "shape": (list,), "format": (str,)},

@@ -125,13 +125,13 @@ class Daemon:
     """``emod run`` in its own process group, logging to a file; :meth:`stop` or :meth:`kill` ends it."""
 
     def __init__(self, root: Path, models_dir: Path, source: Path, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), tty: bool = False):
+                 args: tuple[str, ...] = (), tty: bool = False, loop: bool = True):
         self.rundir, self.statedir = root / "run", root / "state"
         self.log_path = root / "emod.log"
         self.log = open(self.log_path, "wb")
         self.source = source
         argv = [str(EMOD), "run", "--runtime-dir", str(self.rundir), "--state-dir", str(self.statedir),
-                "--source", str(source), "--loop", "--model", TINY, *args]
+                "--source", str(source), *(["--loop"] if loop else []), "--model", TINY, *args]
         out = self.log
         if tty:  # as from a terminal: stdout and stderr on a pseudo-terminal, copied into the log
             import pty
@@ -174,7 +174,8 @@ class Daemon:
         return wait_for(ready, timeout, 0.5, "the daemon to process frames")
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self, timeout: float = 20.0) -> int:

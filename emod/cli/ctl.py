@@ -5,8 +5,9 @@
     emod-ctl status [--json]      one-screen summary
     emod-ctl reload | quit | ping
 
-Errors print one line on stderr and exit non-zero (2: bad request, unknown or broken
-model; 3: emod not reachable; 4: timeout).
+Errors print one line on stderr and exit non-zero, by the table in :mod:`emod.protocol`
+(2: bad request, unknown or broken model; 3: emod not reachable; 4: timeout; ``status``:
+5 when emod answers but is not healthy, a stage down or the source failing).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 
+from emod import protocol
 from emod.client import Client, ClientError
 from emod.launcher.control import COMMANDS
 
@@ -37,8 +39,12 @@ def _print_status(s: dict) -> None:
     w = s.get("watts")
     print(f"model {s['model']}  {'healthy' if s['healthy'] else 'DEGRADED'}  up {s['uptime_s']:.0f}s  "
           f"{fps:.1f} fps  inference {ms if ms is not None else '-'} ms  power {f'{w:.2f} W' if w is not None else 'n/a'}")
+    src = s.get("source") or {}
+    print(f"  source    {src.get('name') or '-'}  {src.get('state') or '-'}" + (f": {src['error']}" if src.get("error") else ""))
     for name, st in s["stages"].items():
         print(f"  {name:<9} pid {st['pid'] or '-':<8} {'up' if st['alive'] else 'DOWN':<5} restarts {st['restarts']}")
+    for p in s.get("problems") or []:
+        print(f"problem: {p}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     if args.json:
         print(json.dumps(result, indent=2))
+        if args.command == "status" and not result["healthy"]:
+            return protocol.EXIT_UNHEALTHY
     elif args.command == "models":
         _print_models(result)
     elif args.command == "status":
         _print_status(result)
+        if not result["healthy"]:
+            return protocol.EXIT_UNHEALTHY  # the daemon answers, but a stage is down or the source fails
     elif args.command == "set-model":
         print(f"model {result['model']} active")
     else:

@@ -39,19 +39,24 @@ def cmd_run(args) -> int:
     except config.ConfigError as e:
         print(f"emod: config error: {e}", file=sys.stderr)
         return config.EXIT_CONFIG
+    from emod.sources.spec import problem
+
+    if (err := problem(cfg.capture.source)) is not None:  # a file that is not there will not appear by retrying
+        print(f"emod: config error: {err}", file=sys.stderr)
+        return config.EXIT_CONFIG
     log = emod_log.setup("launcher", cfg.daemon.log_format, cfg.daemon.log_level)
     try:
         launcher = Launcher(cfg, log, args.config, overrides, args.duration, explicit_model=bool(args.model))
         return launcher.run()
     except AlreadyRunning as e:
         print(f"emod: {e}", file=sys.stderr)
-        return 1
+        return protocol.EXIT_ALREADY_RUNNING
     except ModelError as e:  # --model on the command line is a bad request (2); the config's model a bad config (78)
         print(f"emod: {e}", file=sys.stderr)
         return protocol.EXIT_CODES[protocol.E_UNKNOWN_MODEL] if args.model else config.EXIT_CONFIG
     except OSError as e:  # e.g. the Prometheus port is taken, or the runtime directory is not writable
         print(f"emod: {e}", file=sys.stderr)
-        return 1
+        return protocol.EXIT_FAILURE
 
 
 def cmd_stage(args) -> int:

@@ -18,16 +18,28 @@ from emod.client import Client, ClientError
 from emod.launcher.emotion_tally import format_shares
 
 
+def _v(value, fmt: str = "{}", none: str = "-") -> str:
+    """A value for people: ``none`` instead of None, so no output ever says None."""
+    return none if value is None else fmt.format(value)
+
+
 def render(s: dict) -> str:
     lat, inf = s["latency_ms"], s["inference_ms"]
     em = s.get("emotions") or {"faces": 0, "last_minute": {"face_s": {}, "tracks": 0}}
     p = s.get("power") or {}
     w = p.get("watts")
+    src = s.get("source") or {}
     lines = [
-        f"emod  model {s['model']}  up {s['uptime_s']:.0f} s  source {s['source']['name']}",
+        f"emod  model {s['model']}  up {s['uptime_s']:.0f} s  source {_v(src.get('name'))} ({_v(src.get('state'))})"
+        + ("" if s.get("healthy", True) else "  NOT HEALTHY"),
+    ]
+    if src.get("error") or src.get("state") in ("error", "no signal", "frozen"):
+        lines.append(f"SOURCE {str(src.get('state')).upper()}: {src.get('error') or 'the same picture for seconds'}")
+    lines += [
         f"frames captured {s['frames']['captured']}  processed {s['frames']['processed']}  dropped {s['frames']['dropped']}"
-        f"  ({s['processed_fps'] or 0:.1f} fps)  faces/s {s['faces_per_s'] or 0:.1f}",
-        f"latency capture->result p50 {lat['p50']} ms  p95 {lat['p95']} ms   inference ({inf['model']}) p50 {inf['p50']} ms  p95 {inf['p95']} ms",
+        f"  ({s['processed_fps'] or 0:.1f} fps)  faces/s {s['faces_per_s'] or 0:.1f}  faces dropped {s.get('faces_dropped', 0)}",
+        f"latency capture->result p50 {_v(lat['p50'], '{} ms')}  p95 {_v(lat['p95'], '{} ms')}   "
+        f"inference ({_v(inf['model'])}) p50 {_v(inf['p50'], '{} ms')}  p95 {_v(inf['p95'], '{} ms')}",
         f"power {f'{w:.2f} W' if w is not None else 'n/a'} ({p.get('backend', 'none')})   energy/inference "
         + (", ".join(f"{m} {j:.3f} J" if j is not None else f"{m} n/a" for m, j in s["energy_per_inference_j"].items()) or "n/a"),
         f"rejected messages {s['rejected']['total']}   total RSS {s['total_rss_mb']} MB",
@@ -35,8 +47,10 @@ def render(s: dict) -> str:
         f"{'stage':<9} {'pid':>7} {'alive':>5} {'restarts':>8} {'fps':>6} {'RSS MB':>7} {'CPU %':>6}",
     ]
     for name, st in s["stages"].items():
-        lines.append(f"{name:<9} {st['pid'] or '-':>7} {'yes' if st['alive'] else 'NO':>5} {st['restarts']:>8} "
-                     f"{st['fps'] if st['fps'] is not None else '-':>6} {st['rss_mb'] or '-':>7} {st['cpu_percent'] if st['cpu_percent'] is not None else '-':>6}")
+        lines.append(f"{name:<9} {_v(st['pid']):>7} {'yes' if st['alive'] else 'NO':>5} {st['restarts']:>8} "
+                     f"{_v(st['fps']):>6} {_v(st['rss_mb']):>7} {_v(st['cpu_percent']):>6}")
+    for problem in s.get("problems") or []:
+        lines.append(f"problem: {problem}")
     return "\n".join(lines)
 
 

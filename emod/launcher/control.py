@@ -32,7 +32,8 @@ class Command:
 def _status(launcher, args, rid, identity):
     snap = launcher.snapshot()
     return {"model": launcher.active_model, "uptime_s": snap["uptime_s"], "ready": launcher.ready_sent,
-            "healthy": launcher.supervisor.healthy(), "processed_fps": snap["processed_fps"],
+            "healthy": snap["healthy"], "problems": snap["problems"], "source": snap["source"],
+            "processed_fps": snap["processed_fps"],
             "inference_ms_p50": snap["inference_ms"]["p50"], "watts": (snap["power"] or {}).get("watts"),
             "stages": {n: {"pid": s["pid"], "alive": s["alive"], "restarts": s["restarts"]} for n, s in snap["stages"].items()},
             "runtime_dir": str(launcher.rundir)}

@@ -56,8 +56,11 @@ class Launcher:
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.lock_file.seek(0)
+            pid = self.lock_file.read().strip()
             self.lock_file.close()
-            raise AlreadyRunning(f"another emod is running with runtime directory {self.rundir}") from None
+            raise AlreadyRunning(f"another emod is running with runtime directory {self.rundir}"
+                                 + (f" (pid {pid})" if pid.isdigit() else "")) from None
         self.lock_file.truncate(0)  # only the holder writes its pid
         self.lock_file.write(f"{os.getpid()}\n")
         self.lock_file.flush()
@@ -73,6 +76,9 @@ class Launcher:
         for name in candidates:
             try:
                 registry.verify(registry.find(name, self.state_dir))
+                if name != self.cfg.infer.model:
+                    self.log.info("saved model choice overrides the config", model=name, config_model=self.cfg.infer.model,
+                                  saved_in=str(saved), hint="emod run --model NAME uses NAME instead")
                 return name
             except registry.ModelError as e:
                 errors.append(str(e))

@@ -31,6 +31,36 @@ def percentile(values, q: float) -> float | None:
     return round(s[lo] + (s[hi] - s[lo]) * (k - lo), 3)
 
 
+SOURCE_FAILING = ("error", "no signal", "frozen")  # source states that make emod unhealthy
+
+
+def source_block(cap: dict) -> dict:
+    """The snapshot's ``source``: ``name``, ``state`` (starting, ok, error, no signal, frozen, ended),
+    ``error`` (the last error, null while it works), ``eos`` (a file source ended), ``frozen``, ``t_media``."""
+    return {"name": cap.get("source"), "state": cap.get("state") or "starting", "error": cap.get("error"),
+            "eos": bool(cap.get("eos")), "frozen": bool(cap.get("frozen")), "t_media": cap.get("t_media")}
+
+
+def source_ok(cap: dict) -> bool:
+    return (cap.get("state") or "starting") not in SOURCE_FAILING
+
+
+def problems(supervisor, cap: dict) -> list[str]:
+    """One line per reason emod is not healthy (empty when healthy)."""
+    out = []
+    now = time.monotonic()
+    for name, st in supervisor.stages.items():
+        if not st.alive:
+            out.append(f"stage {name} is down (restarts {st.restarts})")
+        elif now - st.last_heartbeat > supervisor.healthy_age:
+            out.append(f"stage {name} sent no heartbeat for {now - st.last_heartbeat:.1f} s")
+    if not source_ok(cap):
+        state = cap.get("state")
+        what = "frozen: the same picture for seconds" if state == "frozen" else (cap.get("error") or state)
+        out.append(f"source {cap.get('source')}: {what}")
+    return out
+
+
 class Telemetry:
     def __init__(self, window: int = 300):
         self.started = time.monotonic()
@@ -118,7 +148,10 @@ class Telemetry:
             "energy_per_inference_j": self.energy.joules_per_inference(),
             "rejected": {"total": sum(rejected.values()), "by_socket": rejected},
             "total_rss_mb": round(total_rss, 1),
-            "source": {"name": cap.get("source"), "error": cap.get("error"), "eos": cap.get("eos")},
+            "faces_dropped": inf.get("faces_dropped", 0),
+            "source": source_block(cap),
+            "healthy": supervisor.healthy() and source_ok(cap),
+            "problems": problems(supervisor, cap),
             "emotions": self.emotions.snapshot(),
             "mqtt": _mqtt(self.stage_stats.get("mqtt")) if "mqtt" in supervisor.stages else None,
         }

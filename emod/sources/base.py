@@ -12,10 +12,18 @@ class SourceError(RuntimeError):
     """The source cannot deliver frames (missing file, camera busy, decode failure)."""
 
 
+class NoSignal(SourceError):
+    """A live source that opened but sends nothing within its read timeout (a stalled stream)."""
+
+
 class Source:
     kind = "source"
     #: native frame rate, used to pace file sources; None for live sources
     fps: float | None = None
+    #: a camera or a stream (frames come at their own pace; it can stall or freeze), not a file or folder
+    live: bool = False
+    #: seconds of media time of the frame last read (its own timestamp in the file), or None for live sources
+    t_media: float | None = None
 
     def __init__(self, spec: str):
         self.spec = spec

@@ -58,6 +58,7 @@ def load_picamera2():
 
 class Picamera2Source(Source):
     kind = "picamera2"
+    live = True
 
     def __init__(self, spec: str = "picamera2", width: int = 640, height: int = 480, fps: float = 30.0,
                  camera_num: int = 0, factory=None):

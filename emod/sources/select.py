@@ -105,4 +105,6 @@ def open_source(spec: str, width: int = 640, height: int = 480, fps: float = 30.
         return FolderSource(spec)
     if p.is_file():
         return VideoSource(spec)
-    raise SourceError(f"source {spec!r} is neither auto, picamera2, demo, a /dev/video device, a URL, a file nor a folder")
+    from emod.sources.spec import problem
+
+    raise SourceError(problem(spec) or f"source {spec!r} is neither auto, picamera2, demo, a /dev/video device, a URL, a file nor a folder")

@@ -1,39 +1,112 @@
-"""Video files, URLs and V4L2 devices through OpenCV."""
+"""Video files, URLs and V4L2 devices through OpenCV.
+
+A URL is opened and read with timeouts (:data:`OPEN_TIMEOUT_MS`, :data:`READ_TIMEOUT_MS`):
+a stream that stops sending raises :class:`NoSignal` instead of blocking forever. File
+frames carry their own media time (``t_media``, seconds from the container's timestamps),
+so a variable-frame-rate file is paced frame by frame. A local file is opened through
+``/proc/self/fd`` so that any file name (not valid UTF-8 included) reaches OpenCV safely.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from emod.sources.base import Source, SourceError
+from emod.sources.base import NoSignal, Source, SourceError
+
+OPEN_TIMEOUT_MS = 4000
+READ_TIMEOUT_MS = 3000
 
 
 class VideoSource(Source):
     kind = "video"
 
+    def __init__(self, spec: str):
+        super().__init__(spec)
+        self.is_url = "://" in spec
+        self.live = self.is_url
+        self._fd: int | None = None
+
     def _open(self) -> None:
-        if "://" not in self.spec and not Path(self.spec).is_file():
-            raise SourceError(f"video file {self.spec!r} does not exist")
-        self.cap = cv2.VideoCapture(self.spec)
-        if not self.cap.isOpened():
-            raise SourceError(f"cannot open video {self.spec!r}")
+        if self.is_url:
+            self.cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
+            if not self.cap.isOpened():
+                raise NoSignal(f"no signal: cannot open stream {self.spec!r} within {OPEN_TIMEOUT_MS / 1000:.0f} s")
+        else:
+            self._fd = open_regular(self.spec, "video file")
+            self.cap = cv2.VideoCapture(f"/proc/self/fd/{self._fd}")
+            if not self.cap.isOpened():
+                self._close()
+                raise SourceError(f"cannot open video {self.spec!r}: not a video OpenCV can decode")
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_url else 0
+        self.frames_read = 0
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self.cap.read()
-        if not ok and "://" in self.spec:
-            raise SourceError(f"stream {self.spec!r} stopped delivering frames")  # retried with backoff, not an end
-        return frame if ok else None
+        if not ok:
+            if self.is_url:  # retried with backoff, not an end
+                raise NoSignal(f"no signal: stream {self.spec!r} sent no frame within {READ_TIMEOUT_MS / 1000:.0f} s")
+            return None
+        self.frames_read += 1
+        if not self.is_url:
+            ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+            self.t_media = ms / 1e3 if ms >= 0 else None
+        return frame
+
+    @property
+    def truncated(self) -> str | None:
+        """After the end: why the file looks cut short (fewer frames than its container declares), else None."""
+        if self.is_url or not self.frame_count or self.frames_read >= self.frame_count - 1:
+            return None
+        return f"ended after {self.frames_read} of the {self.frame_count} frames its container declares (truncated?)"
 
     def _close(self) -> None:
-        self.cap.release()
+        if getattr(self, "cap", None) is not None:
+            self.cap.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_regular(path: str | os.PathLike | bytes, what: str = "file") -> int:
+    """Open PATH for reading if it is a regular file (a FIFO or device would block or never end); the fd.
+
+    Raises :class:`SourceError` naming the file: missing, not a regular file, or unreadable.
+    """
+    shown = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SourceError(f"{what} {shown!r}: no such file") from None
+    except OSError as e:
+        raise SourceError(f"{what} {shown!r}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{what} {shown!r} is not a regular file ({special_kind(st.st_mode)})")
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise SourceError(f"{what} {shown!r}: {e.strerror}") from None
+
+
+def special_kind(mode: int) -> str:
+    """A word for a file type that is not a regular file."""
+    for test, word in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return word
+    return "a special file"
 
 
 class V4l2Source(Source):
     kind = "v4l2"
+    live = True
 
     def __init__(self, spec: str, width: int = 640, height: int = 480, fps: float = 30.0):
         super().__init__(spec)

@@ -1,45 +1,100 @@
 """Capture stage: the only process that opens the source; publishes raw frames zero-copy.
 
-Frames go out on a PUB socket with a tiny high-water mark: a slow subscriber loses
-frames (it sees gaps in ``seq``), nothing builds a backlog. Source errors are retried
-with exponential backoff and reported in telemetry, never fatal.
+Frames go out on an XPUB socket with a tiny high-water mark: a slow subscriber loses
+frames (it sees gaps in ``seq``), nothing builds a backlog. The XPUB tells which topics are
+subscribed: a file or folder source waits until an inference stage (the subscriber of
+``end``) is connected before its first frame, so no frame is published to nobody, and
+once it ends it repeats an ``end`` message naming its last ``seq`` so that frames lost at
+the end are counted too (slow-joiner safe at both ends).
+
+File frames are paced by their own media time (``t_media``, carried in the header), not by
+an average rate. Source errors are retried with exponential backoff (reset only once a
+frame arrives) and reported in telemetry as ``state`` and ``error``, never fatal; a live
+source that sends nothing is "no signal", one that sends the same picture for
+:data:`FROZEN_S` seconds is flagged ``frozen``.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 
 import zmq
 
 from emod import bus, protocol, remote
 from emod.sources import open_source
-from emod.sources.base import SourceError
+from emod.sources.base import NoSignal, SourceError
 from emod.stages.base import RateMeter, Stage
+
+FROZEN_S = 5.0  # a live source repeating one picture this long is frozen
+END_REPEAT_S = 1.0
+MAX_BACKOFF_S = 10.0
+
+
+def _fingerprint(frame) -> int:
+    return zlib.crc32(frame[::7, ::7].tobytes())
 
 
 class CaptureStage(Stage):
     name = "capture"
+    opener = staticmethod(open_source)  # how a spec becomes a source (tests hand in fakes)
 
     def setup(self) -> None:
-        self.pub = bus.bind(self.ctx, zmq.PUB, self.rundir, protocol.FRAMES, hwm=2)
+        self.pub = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.FRAMES, hwm=2)
         self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.FRAMES, self.log)  # frames_bind, or None
+        self.topics: set[bytes] = set()  # topics some local subscriber holds
         self.seq = 0
         self.source = None
-        self.error: str | None = None
+        self.state, self.error = "starting", None
         self.retry_at = 0.0
         self.backoff = 0.5
         self.eos = False
+        self.end_sent_t = 0.0
         self.rate = RateMeter()
-        self.errors = 0
+        self.errors = self.loops = 0
+        self.opened_once = False
+        self.looping = False
+        self.frozen = False
+        self.same_since: float | None = None
+        self.last_print: int | None = None
+        self.t_media: float | None = None
         self.auto_notes: set[str] = set()
 
+    # --- subscribers ------------------------------------------------------------------------------------------
+    def _subscriptions(self) -> None:
+        while True:
+            try:
+                msg = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg[:1] == b"\x01":
+                self.topics.add(msg[1:])
+            elif msg[:1] == b"\x00":
+                self.topics.discard(msg[1:])
+            else:
+                self.reject("frames", protocol.ProtocolError("not a subscription message"))
+
+    def _infer_connected(self) -> bool:
+        if self.cfg.remote.frames_bind:  # inference may run on another host: nothing to wait for here
+            return True
+        return b"end" in self.topics
+
+    # --- the source -------------------------------------------------------------------------------------------
     def _open(self) -> None:
         c = self.cfg.capture
-        src = open_source(c.source, c.width, c.height, c.fps, warn=self._auto_note)
+        src = self.opener(c.source, c.width, c.height, c.fps, warn=self._auto_note)
         src.open()
-        self.source, self.error, self.backoff = src, None, 0.5
-        self.t0, self.n0 = time.monotonic(), 0
-        self.log.info("source opened", source=src.spec, kind=src.kind, fps=src.fps)
+        self.source = src
+        self.t0 = time.monotonic()
+        self.m0: float | None = None
+        self.n0 = 0
+        if self.looping:
+            self.looping = False  # a looping clip starts again: not news
+        elif not self.opened_once:
+            self.log.info("source opened", source=src.spec, kind=src.kind, fps=src.fps)
+        else:
+            self.log.info("source reopened", source=src.spec, kind=src.kind, after_errors=self.errors)
+        self.opened_once = True
 
     def _auto_note(self, note: str) -> None:
         """Log why ``auto`` passed a camera over, once per distinct reason (a looping clip reopens often)."""
@@ -50,18 +105,24 @@ class CaptureStage(Stage):
     def _fail(self, err: Exception) -> None:
         self.errors += 1
         self.error = str(err)
-        self.log.warning("source error, retrying", error=self.error, retry_in=self.backoff)
+        self.state = "no signal" if isinstance(err, NoSignal) else "error"
+        self.log.warning("source error, retrying", error=self.error, retry_in=self.backoff)  # repeats are rate-limited (emod.log)
+        self._close()
+        self.retry_at = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
+
+    def _close(self) -> None:
         if self.source is not None:
             try:
                 self.source.close()
             except Exception:
                 pass
         self.source = None
-        self.retry_at = time.monotonic() + self.backoff
-        self.backoff = min(self.backoff * 2, 10.0)
 
     def step(self) -> None:
+        self._subscriptions()
         if self.eos:
+            self._send_end()
             time.sleep(0.1)
             return
         if self.source is None:
@@ -73,46 +134,101 @@ class CaptureStage(Stage):
             except (SourceError, OSError) as e:
                 self._fail(e)
                 return
+        src = self.source
+        if not src.live and self.seq == 0 and not self._infer_connected():
+            time.sleep(0.02)  # a finite source waits for inference: frames sent before it joins are lost uncounted
+            return
         try:
-            frame = self.source.read()
+            frame = src.read()
         except (SourceError, OSError) as e:
             self._fail(e)
             return
         if frame is None:  # end of a file or folder
+            self._close()
             if self.cfg.capture.loop:
-                self.source.close()
-                self.source = None
+                self.loops += 1
+                self.looping = True
                 self.retry_at = 0.0
                 return
-            self.log.info("end of source", frames=self.seq)
-            self.eos = True
+            warn = getattr(src, "truncated", None)
+            self.log.info("end of source", frames=self.seq, **({"warning": warn} if warn else {}))
+            self.eos, self.state = True, "ended"
+            self._send_end()
             return
-        src = self.source
-        if src.fps and self.cfg.capture.realtime and src.kind in ("video", "folder"):
-            due = self.t0 + self.n0 / src.fps
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -0.5:  # fell far behind (stalled): re-anchor instead of bursting
-                self.t0, self.n0 = time.monotonic(), 0
-            self.n0 += 1
+        self.backoff = 0.5  # a frame arrived: the source works again
+        self.state, self.error = "ok", None
+        self._pace(src)
+        if src.live:
+            self._check_frozen(frame)
         self.seq += 1
         header = {"seq": self.seq, "t_mono": time.monotonic(), "t_wall": time.time(), "shape": list(frame.shape),
                   "dtype": "uint8", "source": src.spec}
+        if src.t_media is not None:
+            header["t_media"] = round(src.t_media, 6)
+            self.t_media = src.t_media
         topic, h = protocol.encode(b"frame", header, b"x")[:2]
         self.pub.send_multipart([topic, h, frame.data], copy=False)
         if self.link is not None and self.link.active():
             self.link.send([topic, h, frame.data], copy=False)
         self.rate.tick()
 
+    def _pace(self, src) -> None:
+        """Sleep until this file frame is due: by its own media time, else by the source's nominal rate."""
+        if src.live or not self.cfg.capture.realtime:
+            return
+        if src.t_media is not None:
+            if self.m0 is None:
+                self.t0, self.m0 = time.monotonic(), src.t_media
+            offset = src.t_media - self.m0
+        elif src.fps:
+            offset = self.n0 / src.fps
+            self.n0 += 1
+        else:
+            return
+        delay = self.t0 + offset - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -0.5:  # fell far behind (stalled): re-anchor instead of bursting
+            self.t0, self.m0, self.n0 = time.monotonic(), src.t_media, 0
+
+    def _check_frozen(self, frame) -> None:
+        fp = _fingerprint(frame)
+        now = time.monotonic()
+        if fp != self.last_print:
+            self.last_print, self.same_since = fp, now
+            if self.frozen:
+                self.frozen = False
+                self.log.info("source moving again", source=self.source.spec)
+            return
+        if not self.frozen and now - self.same_since >= FROZEN_S:
+            self.frozen = True
+            self.log.warning("source frozen: the same picture for seconds", source=self.source.spec,
+                             seconds=round(now - self.same_since, 1))
+
+    def _send_end(self) -> None:
+        now = time.monotonic()
+        if now - self.end_sent_t < END_REPEAT_S:
+            return
+        self.end_sent_t = now
+        parts = protocol.encode(b"end", {"seq": self.seq, "source": self.cfg.capture.source})
+        try:
+            self.pub.send_multipart(parts, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        if self.link is not None and self.link.active():
+            self.link.send(parts)
+
     def teardown(self) -> None:
-        if self.source is not None:
-            self.source.close()
+        self._close()
         self.pub.close()
         if self.link is not None:
             self.link.close()
 
+    def source_state(self) -> str:
+        return "frozen" if self.frozen and self.state == "ok" else self.state
+
     def stats(self) -> dict:
         return {"fps": self.rate.rate(), "frames": self.seq, "errors": self.errors, "error": self.error, "eos": self.eos,
+                "state": self.source_state(), "frozen": self.frozen, "loops": self.loops, "t_media": self.t_media,
                 "source": self.source.spec if self.source else self.cfg.capture.source,
                 **({"remote_sent": self.link.sent, "remote_dropped": self.link.dropped} if self.link else {})}

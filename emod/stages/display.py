@@ -34,7 +34,7 @@ class DisplayStage(Stage):
     def setup(self) -> None:
         d = self.cfg.display
         # [remote] frames_connect / results_connect: the capture or infer stage runs on another host
-        self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=4)
+        self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=4, topic=b"frame")
         self.results, _ = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.RESULTS, hwm=20)
         self.power = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.POWER, hwm=4)
         self.preview = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.PREVIEW, hwm=2) if d.preview else None
@@ -43,7 +43,7 @@ class DisplayStage(Stage):
         self.stream = emotion_stream(d)  # tracker + smoother, shared with emod analyze --summary
         self.emotions_sent = 0
         self.ring: OrderedDict[int, tuple[dict, np.ndarray, object]] = OrderedDict()
-        self.subscribed = 0
+        self.topics: set[bytes] = set()  # preview topics some viewer subscribes to
         self.tracks = []
         self.info = {"fps": 0.0, "infer_ms": None, "model": "", "watts": None}
         self.last_result_t = 0.0
@@ -84,16 +84,23 @@ class DisplayStage(Stage):
             seq = next(reversed(self.ring))
             self._publish(seq, stale=True)
 
+    @property
+    def subscribed(self) -> int:
+        """Subscribed preview topics (viewers subscribe to ``preview``); 0 while nobody watches."""
+        return len(self.topics)
+
     def _subscriptions(self) -> None:
         while True:
             try:
                 msg = self.preview.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            # the XPUB passes a topic's first subscription and its last unsubscription: track the set of
+            # subscribed topics (idempotent), never a count of messages, which drifts when one is repeated
             if msg[:1] == b"\x01":
-                self.subscribed += 1
+                self.topics.add(msg[1:])
             elif msg[:1] == b"\x00":
-                self.subscribed = max(0, self.subscribed - 1)
+                self.topics.discard(msg[1:])
             else:
                 self.reject("preview", protocol.ProtocolError("not a subscription message"))
 

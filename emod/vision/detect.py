@@ -72,6 +72,7 @@ def _inside(a, b) -> float:
 class Detector:
     def __init__(self, detect_width: int = 320, min_face: float = 0.08, max_faces: int = 8):
         self.detect_width, self.min_face, self.max_faces = detect_width, min_face, max_faces
+        self.dropped = 0
 
     def _small(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         h, w = frame.shape[:2]
@@ -93,7 +94,9 @@ class Detector:
             x1, y1 = min(W, round((x + w) / scale)), min(H, round((y + h) / scale))
             marks = None if lm is None else tuple((px / scale, py / scale) for px, py in lm)
             out.append(Detection((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), score, marks))
-        out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
+        # largest first, ties by position (top, then left): the same faces on every run, whatever order the detector found them in
+        out.sort(key=lambda d: (-d.box[2] * d.box[3], d.box[1], d.box[0]))
+        self.dropped = max(0, len(out) - self.max_faces)  # faces found beyond max_faces (reported as faces_dropped)
         return out[: self.max_faces]
 
     def _detect(self, small: np.ndarray) -> list[Raw]:

@@ -25,7 +25,9 @@ from emod.protocol import EXIT_CONFIG  # noqa: F401  (the one exit-code table)
 
 
 class ConfigError(ValueError):
-    pass
+    """A bad configuration; the message holds one line per problem."""
+
+    config: "Config | None" = None
 
 
 def opt(default: Any, help: str, choices: tuple | None = None, signed: bool = False) -> Any:
@@ -199,25 +201,65 @@ def _coerce(where: str, f: dataclasses.Field, value: Any, from_text: bool) -> An
     return value
 
 
-def _apply(cfg: Config, data: dict, origin: str, from_text: bool = False) -> None:
+def _apply(cfg: Config, data: dict, origin: str, from_text: bool = False, errors: list[str] | None = None) -> None:
+    """Set every key of DATA; each problem is appended to ERRORS (or raised at once when ERRORS is None)."""
+    def fail(message: str) -> None:
+        if errors is None:
+            raise ConfigError(message)
+        errors.append(message)
+
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a table")
+        return fail(f"{origin}: expected a table")
     for sname, values in data.items():
         if sname not in SECTIONS:
-            raise ConfigError(f"{origin}: unknown section [{sname}] (known: {', '.join(SECTIONS)})")
+            fail(f"{origin}: unknown section [{sname}] (known: {', '.join(SECTIONS)})")
+            continue
         if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: [{sname}] must be a table")
+            fail(f"{origin}: [{sname}] must be a table")
+            continue
         section = getattr(cfg, sname)
         fields = {f.name: f for f in dataclasses.fields(section)}
         for key, value in values.items():
             if key not in fields:
-                raise ConfigError(f"{origin}: unknown key {sname}.{key} (known: {', '.join(fields)})")
-            setattr(section, key, _coerce(f"{origin}: {sname}.{key}", fields[key], value, from_text))
+                fail(f"{origin}: unknown key {sname}.{key}{_did_you_mean(key, fields)} (known: {', '.join(fields)})")
+                continue
+            try:
+                setattr(section, key, _coerce(f"{origin}: {sname}.{key}", fields[key], value, from_text))
+            except ConfigError as e:
+                fail(str(e))
+
+
+def _did_you_mean(word: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+#: EMOD_* environment variables that are not config keys (every other EMOD_* must name one)
+OTHER_ENV = {
+    "EMOD_RUNTIME_DIR": "short form of EMOD_DAEMON_RUNTIME_DIR",
+    "EMOD_MODELS_DIR": "an extra model registry directory",
+    "EMOD_FER2013": "the FER2013 data set, for tools and tests",
+    "EMOD_PARENT_PID": "set by the launcher for its stages",
+    "EMOD_UNDER_SERVICE": "set by the launcher for its stages under systemd (emod.protocol.SERVICE_ENV)",
+    "EMOD_VIEWER_SCREENSHOT": "where tests/test_web.py copies its screenshot (docs/viewer.png)",
+}
+
+
+def env_vars() -> dict[str, tuple[str, str]]:
+    """Every config variable: ``EMOD_<SECTION>_<KEY>`` -> (section, key)."""
+    return {f"EMOD_{s}_{f.name}".upper(): (s, f.name) for s in SECTIONS for f in dataclasses.fields(_section_cls(s)())}
 
 
 def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = None, overrides: dict | None = None) -> Config:
-    """Defaults, then the file, then ``EMOD_<SECTION>_<KEY>`` variables, then ``overrides`` (the command line)."""
+    """Defaults, then the file, then ``EMOD_<SECTION>_<KEY>`` variables, then ``overrides`` (the command line).
+
+    Every problem is found before anything is refused: the :class:`ConfigError` lists them all,
+    one per line (unknown keys, wrong types, an ``EMOD_*`` variable that names no option, cross-key rules).
+    """
     cfg = Config()
+    errors: list[str] = []
     if path is not None:
         p = Path(path)
         try:
@@ -228,21 +270,29 @@ def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = Non
             raise ConfigError(f"{p}: cannot read: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}") from None
-        _apply(cfg, data, str(p))
+        _apply(cfg, data, str(p), errors=errors)
     env = os.environ if env is None else env
+    known = env_vars()
     from_env: dict[str, dict[str, str]] = {}
-    for sname in SECTIONS:
-        for f in dataclasses.fields(getattr(cfg, sname)):
-            var = f"EMOD_{sname}_{f.name}".upper()
-            if var in env:
-                from_env.setdefault(sname, {})[f.name] = env[var]
+    for var in sorted(env):
+        if not var.startswith("EMOD_") or var in OTHER_ENV:
+            continue
+        if var in known:
+            sname, key = known[var]
+            from_env.setdefault(sname, {})[key] = env[var]
+        else:
+            errors.append(f"environment: {var} is not an emod option{_did_you_mean(var, [*known, *OTHER_ENV])}")
     # the documented short form for the runtime directory
     if "EMOD_RUNTIME_DIR" in env:
         from_env.setdefault("daemon", {})["runtime_dir"] = env["EMOD_RUNTIME_DIR"]
-    _apply(cfg, from_env, "environment", from_text=True)
+    _apply(cfg, from_env, "environment", from_text=True, errors=errors)
     if overrides:
-        _apply(cfg, overrides, "command line")
-    check(cfg, str(path) if path is not None else "config")
+        _apply(cfg, overrides, "command line", errors=errors)
+    check(cfg, str(path) if path is not None else "config", errors)
+    if errors:
+        err = ConfigError("\n".join(errors))
+        err.config = cfg  # what could be read, so a caller can check more (emod validate: the model name)
+        raise err
     return cfg
 
 
@@ -257,8 +307,12 @@ def load_or_exit(path: str | os.PathLike | None, prog: str) -> Config:
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def check(cfg: Config, origin: str) -> None:
-    """Checks across keys, after all sources are merged (a ConfigError names the origin)."""
+def check(cfg: Config, origin: str, errors: list[str] | None = None) -> None:
+    """Checks across keys, after all sources are merged (a ConfigError names the origin).
+
+    With ERRORS, every failed rule is appended to it; without, the first one is raised.
+    """
+    out: list[str] = []
     rules = [
         (cfg.infer.detect_width >= 64, "infer.detect_width must be at least 64"),
         (cfg.infer.haar_scale > 1.0, "infer.haar_scale must be greater than 1"),
@@ -278,11 +332,12 @@ def check(cfg: Config, origin: str) -> None:
         (cfg.infer.detector != "yunet" or not cfg.infer.yunet_model or Path(cfg.infer.yunet_model).is_file(),
          f"infer.yunet_model must be empty (the bundled model) or name an existing file (got {cfg.infer.yunet_model!r})"),
     ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(f"{origin}: {message}")
+    out += [f"{origin}: {message}" for ok, message in rules if not ok]
     if cfg.mqtt.enabled:
-        check_mqtt(cfg.mqtt, origin)
+        try:
+            check_mqtt(cfg.mqtt, origin)
+        except ConfigError as e:
+            out.append(str(e))
     r = cfg.remote
     if r.enabled or r.frames_bind or r.results_bind or r.frames_connect or r.results_connect:
         from emod import remote
@@ -290,7 +345,11 @@ def check(cfg: Config, origin: str) -> None:
         try:
             remote.check(cfg.remote)
         except ConfigError as e:
-            raise ConfigError(f"{origin}: {e}") from None
+            out.append(f"{origin}: {e}")
+    if errors is not None:
+        errors.extend(out)
+    elif out:
+        raise ConfigError(out[0])
 
 
 _MQTT_NAME = re.compile(r"[A-Za-z0-9_-]+")

@@ -86,13 +86,14 @@ EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus
 EXIT_TABLE: tuple[tuple[int, str], ...] = (
     (EXIT_OK, "success; `emod-ctl status`: emod is healthy and its source delivers frames"),
     (EXIT_FAILURE, "an unexpected failure; `emod run` gave up after too many restarts of one stage (systemd restarts it)"),
-    (EXIT_USAGE, "a bad request or usage: unknown command or option, an unknown or broken model, an input `emod analyze` could not read"),
+    (EXIT_USAGE, "a bad request or usage: unknown command or option, an unknown or broken model asked for "
+                 "(`emod run --model`, `emod-ctl set-model`), an input `emod analyze` could not read"),
     (EXIT_UNREACHABLE, "emod is not reachable: no daemon on the runtime directory, or it does not answer"),
     (EXIT_TIMEOUT, "emod answered too late (e.g. `set-model` did not finish in time)"),
     (EXIT_UNHEALTHY, "`emod-ctl status`: emod answers but is not healthy (a stage is down, or the source is failing)"),
     (EXIT_ALREADY_RUNNING, "`emod run`: another emod already runs on this runtime directory (its pid is named)"),
-    (EXIT_CONFIG, "a bad configuration: a config or `EMOD_*` error, or a `--source` file or folder that does not exist; "
-                  "systemd does not restart it"),
+    (EXIT_CONFIG, "a bad configuration: a config or `EMOD_*` error (a config's unknown model included), or a `--source` "
+                  "file or folder that does not exist; systemd does not restart it"),
 )
 
 
@@ -299,3 +300,7 @@ def reply_ok(id: str, result: Any) -> dict:
 
 def reply_error(id: str, code: str, message: str) -> dict:
     return {"id": id, "ok": False, "error": {"code": code, "message": message}}
+
+
+if __name__ == "__main__":  # python -m emod.protocol: the README's exit-code table
+    print(exit_table_markdown())

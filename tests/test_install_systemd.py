@@ -30,7 +30,8 @@ def fresh_machine(monkeypatch):
 
 
 def args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["--config", str(tmp_path / "etc" / "emod.toml"), "--unit-dir", str(tmp_path / "units"), *extra]
+    # tmp_path is under /tmp, which the service cannot see (PrivateTmp): --force installs there anyway
+    return ["--config", str(tmp_path / "etc" / "emod.toml"), "--unit-dir", str(tmp_path / "units"), "--force", *extra]
 
 
 def test_dry_run_lists_every_action_and_changes_nothing(tmp_path, fresh_machine, capsys) -> None:
@@ -128,3 +129,36 @@ def test_rejects_unsafe_paths(tmp_path, fresh_machine, capsys) -> None:
     assert inst.main(["--dry-run", "--prefix", "venv", *args(tmp_path)]) == 1
     assert inst.main(["--dry-run", "--prefix", "/opt/my env", *args(tmp_path)]) == 1
     assert "--prefix" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, where", [("--prefix", "/tmp/venv"), ("--prefix", "/home/alice/emod/.venv"),
+                                           ("--config", "/root/emod.toml"), ("--prefix", "/var/tmp/emod")])
+def test_a_prefix_the_service_cannot_see_is_refused_without_force(tmp_path, fresh_machine, capsys, option, where) -> None:
+    """A venv or config under /tmp, /var/tmp, /home or /root (hidden by PrivateTmp/ProtectHome) is refused (exit 2) unless --force, which warns."""
+    base = ["--dry-run", "--unit-dir", "/etc/systemd/system"]
+    other = ["--config", "/etc/emod/emod.toml"] if option == "--prefix" else []
+    assert inst.main([*base, *other, option, where]) == 2
+    err = capsys.readouterr().err
+    assert where in err and ("PrivateTmp" in err or "ProtectHome" in err) and "--force" in err
+    assert inst.main([*base, *other, option, where, "--force"]) == 0
+    out = capsys.readouterr()
+    assert "warning" in out.err and where in out.err and out.out.startswith("would: ")
+
+
+def test_a_symlink_into_home_is_seen_through(fresh_machine, capsys) -> None:
+    """A prefix that looks fine but is a symlink into /home is refused too (the real path counts)."""
+    import os
+    import tempfile
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("needs /dev/shm for a symlink outside /tmp")
+    d = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        link = os.path.join(d, "venv")
+        os.symlink("/home/alice/emod/.venv", link)
+        assert inst.main(["--dry-run", "--unit-dir", "/etc/systemd/system", "--config", "/etc/emod/emod.toml", "--prefix", link]) == 2
+        assert link in capsys.readouterr().err
+    finally:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)

@@ -46,9 +46,9 @@ def header_rect(info: dict, h: int) -> tuple[int, int, int, int]:
 
 
 def test_snapshot_without_daemon_fails_clearly(short_tmp) -> None:
-    """With no daemon, --snapshot exits 1 and says to check that emod is running."""
+    """With no daemon, --snapshot exits 3 (emod not reachable) and says to check that emod is running."""
     r = view("--runtime-dir", str(short_tmp), "--snapshot", str(short_tmp / "x.jpg"), "--timeout", "1")
-    assert r.returncode == 1 and "is emod running" in r.stderr
+    assert r.returncode == protocol.EXIT_UNREACHABLE == 3 and "is emod running" in r.stderr
     assert not (short_tmp / "x.jpg").exists()
 
 
@@ -58,7 +58,7 @@ def test_snapshot_times_out_when_nothing_is_published(short_tmp) -> None:
     try:
         t0 = time.monotonic()
         r = view("--runtime-dir", str(short_tmp), "--snapshot", str(short_tmp / "x.jpg"), "--timeout", "1.5")
-        assert r.returncode == 1 and "no preview frame within 1.5 s" in r.stderr
+        assert r.returncode == protocol.EXIT_UNREACHABLE and "no preview frame within 1.5 s" in r.stderr
         assert time.monotonic() - t0 < 15 and not (short_tmp / "x.jpg").exists()
     finally:
         pub.close()

@@ -79,6 +79,20 @@ def _check_path(option: str, value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+#: what the unit's sandbox hides from the service (emod.service: PrivateTmp=yes, ProtectHome=yes)
+HIDDEN = (("/tmp", "PrivateTmp"), ("/var/tmp", "PrivateTmp"), ("/home", "ProtectHome"), ("/root", "ProtectHome"),
+          ("/run/user", "ProtectHome"))
+
+
+def hidden_from_service(path: str) -> str | None:
+    """Why the service cannot see PATH (symlinks resolved), e.g. "/tmp is private to the service (PrivateTmp)"; else None."""
+    for candidate in dict.fromkeys((path, os.path.realpath(path))):
+        for root, setting in HIDDEN:
+            if candidate == root or candidate.startswith(root + "/"):
+                return f"{root} is hidden from the service by {setting}=yes"
+    return None
+
+
 def render_unit(text: str, prefix: str, config_path: str) -> str:
     """A shipped unit's text for another install prefix and config file path."""
     return text.replace(f"{DEFAULT_PREFIX}/bin/emod", f"{prefix}/bin/emod").replace(
@@ -171,15 +185,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="config file; written only if absent (default %(default)s)")
     p.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR, help="where the unit files go (default %(default)s)")
     p.add_argument("--no-enable", action="store_true", help="do not run 'systemctl enable emod.service'")
+    p.add_argument("--force", action="store_true", help="install even where the service cannot see --prefix or --config")
     args = p.parse_args(argv)
 
     if not args.dry_run and os.geteuid() != 0:
         print("emod install-systemd: must run as root (use sudo, or --dry-run to see the actions)", file=sys.stderr)
-        return 1
+        return 1  # emod.protocol.EXIT_FAILURE
     try:
         prefix = _check_path("--prefix", args.prefix)
         config_path = _check_path("--config", args.config)
         unit_dir = _check_path("--unit-dir", args.unit_dir)
+        for option, value in (("--prefix", prefix), ("--config", config_path)):
+            if (why := hidden_from_service(value)) is not None:
+                msg = f"{option} {value}: {why}, so the service would not start; install emod elsewhere (e.g. /opt/emod)"
+                if not args.force:
+                    print(f"emod install-systemd: error: {msg} (or --force)", file=sys.stderr)
+                    return 2  # a refused request (emod.protocol.EXIT_USAGE)
+                print(f"emod install-systemd: warning: {msg}", file=sys.stderr)
         actions = plan(prefix, config_path, unit_dir, enable=not args.no_enable)
         if not os.access(f"{prefix}/bin/emod", os.X_OK):
             print(f"emod install-systemd: note: {prefix}/bin/emod does not exist (yet); see --prefix", file=sys.stderr)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     public, secret = args.dir / f"{args.name}.key", args.dir / f"{args.name}.key_secret"
     if not args.force and (public.exists() or secret.exists()):
         print(f"emod keygen: {public} or {secret} exists; use --force to replace it", file=sys.stderr)
-        return 1
+        return 2  # a refused request (emod.protocol.EXIT_USAGE)
     old = os.umask(0o077)  # the secret file is never readable by others, not even briefly
     try:
         pub_path, sec_path = zmq.auth.create_certificates(args.dir, args.name)

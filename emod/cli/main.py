@@ -80,10 +80,28 @@ def cmd_stage(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    """Check the file, every ``EMOD_*`` variable, the model name (against the registry) and a file source; all errors at once."""
+    from emod import bus
+    from emod.models import registry
+    from emod.sources.spec import problem
+
+    errors: list[str] = []
     try:
-        cfg = config.load(args.file, env={})
+        cfg = config.load(args.file)
     except config.ConfigError as e:
-        print(f"emod: invalid config: {e}", file=sys.stderr)
+        errors += str(e).splitlines()
+        cfg = e.config
+    if cfg is not None:
+        try:
+            registry.find(cfg.infer.model, bus.state_dir(cfg.daemon.state_dir or None))
+        except registry.ModelError as e:
+            errors.append(f"infer.model: {e}")
+        if (err := problem(cfg.capture.source)) is not None:
+            errors.append(f"capture.source: {err}")
+    if errors:
+        print(f"emod: invalid config ({len(errors)} error{'s' if len(errors) > 1 else ''}):", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)
         return config.EXIT_CONFIG
     print(f"{args.file}: valid")
     if args.show:

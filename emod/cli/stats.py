@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = summarize(bus.state_dir(args.state_dir) / "telemetry.jsonl", args.history)
         except FileNotFoundError as e:
             print(f"emod-stats: no telemetry history: {e}", file=sys.stderr)
-            return 1
+            return 1  # emod.protocol.EXIT_FAILURE
         except ValueError as e:
             print(f"emod-stats: {e}", file=sys.stderr)
             return 2

@@ -28,7 +28,8 @@ import zmq
 from emod import bus, protocol
 
 
-def _die(msg: str, code: int = 1) -> int:
+def _die(msg: str, code: int = protocol.EXIT_FAILURE) -> int:
+    """Print one error line; the exit status from the table in :mod:`emod.protocol`."""
     print(f"emod-view: {msg}", file=sys.stderr)
     return code
 
@@ -72,7 +73,7 @@ def snapshot(rx, out: Path, timeout: float) -> int:
     rx.acquire()
     f = rx.wait(timeout=timeout)
     if f is None:
-        return _die(f"no preview frame within {timeout:g} s: is emod running and capturing? (emod-stats)")
+        return _die(f"no preview frame within {timeout:g} s: is emod running and capturing? (emod-stats)", protocol.EXIT_UNREACHABLE)
     data = f.jpeg
     if out.suffix.lower() == ".png":
         import cv2
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rx = open_receiver(args)
     except (FileNotFoundError, ValueError) as e:
-        return _die(str(e), 2 if isinstance(e, ValueError) else 1)
+        return _die(str(e), protocol.EXIT_USAGE if isinstance(e, ValueError) else protocol.EXIT_UNREACHABLE)
     try:
         if args.snapshot:
             return snapshot(rx, args.snapshot, args.timeout)

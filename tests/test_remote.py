@@ -40,7 +40,7 @@ def test_keygen_writes_a_private_keypair(tmp_path, capsys) -> None:
     assert stat.S_IMODE(sec.stat().st_mode) == 0o600 and "authorized_keys" in out and "emod-view --connect" in out
     public, secret = zmq.auth.load_certificate(sec)
     assert secret and zmq.auth.load_certificate(pub) == (public, None)
-    assert keygen.main([str(tmp_path / "k"), "--name", "bob"]) == 1
+    assert keygen.main([str(tmp_path / "k"), "--name", "bob"]) == 2  # a refused request: the exit-code table (emod.protocol.EXIT_USAGE)
     assert keygen.main([str(tmp_path / "k"), "--name", "bob", "--force"]) == 0
     assert zmq.auth.load_certificate(pub)[0] != public
     with pytest.raises(SystemExit):

@@ -4,28 +4,37 @@ of images and videos through the daemon's own detection and classification path
 
 Per face: the box, the detection score, the label and the probabilities in :data:`emod.labels.LABELS`
 order; ``--json`` also gives each frame's detector, ``detect_ms`` and ``classify_ms``.
-Videos are analysed frame by frame (``--every N`` to sample).
 
 ``--summary`` prints, per file, one line (or JSON object) per face track instead: its frames,
 time span (video seconds) and time share per smoothed label, through the daemon's own tracker
 and smoother (:func:`emod.vision.emotions.from_config`, ``[display]`` settings).
 ``--annotate DIR`` writes every analysed frame with the daemon's overlay (tracks, smoothed
 labels, probability bars) as ``DIR/NAME.jpg`` (images) or ``DIR/NAME_FRAME.jpg`` (videos).
+
+A
+folder is analysed file by file (recursively, links followed but never in a loop). Each
+file's format comes from its content, not its name (:mod:`emod.sources.files`): images give
+one frame, videos and GIF animations every frame (``--every N`` to sample), each with its
+media time in seconds. Special files (named pipes, sockets, devices) are skipped with the reason.
+
+``--json`` prints one JSON object per input: ``path``, ``format``, ``model``, ``frames``
+(``index``, ``time``, ``faces``, ``faces_dropped``), plus ``error`` where it failed and
+``warning`` where the input looks truncated, or ``skipped`` (with the reason) for a special file
+or link loop met in a folder. Exit 0 when every input was read, 2 otherwise
+(the table in :mod:`emod.protocol`); a closed pipe (``| head``) ends it quietly with 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from emod import config
+from emod import config, protocol
 from emod.labels import LABELS
-
 from emod.sources.base import SourceError
-from emod.sources.folder import IMAGE_SUFFIXES
-from emod.sources.video import VideoSource
 
 
 def build_pipeline(cfg: config.Config, model: str):
@@ -36,98 +45,139 @@ def build_pipeline(cfg: config.Config, model: str):
     return FacePipeline.from_config(c, load(model, c.threads, cfg.daemon.state_dir or None))
 
 
-def _frames(path: Path, every: int, fps: list | None = None):
-    """(index, BGR frame) of an image or a video; appends the video's frame rate (or None) to FPS."""
-    import cv2
+def _frames(path, every: int = 1, fps: list | None = None):
+    """``(format, iterator of (index, media time s or None, BGR frame))`` of an image or video, by content.
 
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"cannot decode image {path}")
-        yield 0, img
-        return
-    i = 0
-    with VideoSource(str(path)) as video:  # the capture stage's own reader
-        if fps is not None:
-            fps.append(getattr(video, "fps", None))
-        while (frame := video.read()) is not None:
-            if i % every == 0:
-                yield i, frame
-            i += 1
-    if i == 0:
-        raise ValueError(f"no frames decoded from {path}")
+    Appends a video's frame rate (or None) to FPS; a truncation warning, if any, to ``warnings`` of the iterator's end.
+    """
+    from emod.sources.files import IMAGE_FORMATS, read_head, read_image, sniff
+    from emod.sources.video import VideoSource
+
+    fmt = sniff(read_head(path))
+    warnings: list[str] = []
+
+    def gen():
+        if fmt in IMAGE_FORMATS:
+            img = read_image(path)
+            if img.warning:
+                warnings.append(img.warning)
+            yield 0, None, img.pixels
+            return
+        i = 0
+        with VideoSource(path) as video:  # the capture stage's own reader
+            if fps is not None:
+                fps.append(video.fps)
+            while (frame := video.read()) is not None:
+                if i % every == 0:
+                    yield i, (round(video.t_media, 4) if video.t_media is not None else None), frame
+                i += 1
+            if video.truncated:
+                warnings.append(video.truncated)
+        if i == 0:
+            raise SourceError(f"no frames decoded from {os.fsdecode(path)!r} (not an image or video OpenCV can read)")
+
+    return fmt, gen(), warnings
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="emod analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="+", type=Path, help="images or videos")
-    p.add_argument("--model", default=None, help="model name or directory (default: the config's infer.model)")
-    p.add_argument("--config", help="TOML config (detector settings)")
-    p.add_argument("--json", action="store_true", help="print JSON lines, one per frame")
-    p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
-    p.add_argument("--summary", action="store_true", help="per face track: frames, time span and time share per label")
-    p.add_argument("--annotate", type=Path, metavar="DIR", help="write each analysed frame with the overlay into DIR")
-    args = p.parse_args(argv)
-    if args.annotate is not None:
-        try:
-            args.annotate.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            print(f"emod analyze: --annotate {args.annotate}: {e.strerror or e}", file=sys.stderr)
-            return 2
+def analyze_file(pipe, path, every: int = 1):
+    """One input: ``(format, [(index, time_s, faces, faces_dropped, detect_ms, classify_ms)], warning)``; SourceError when unreadable."""
+    fmt, frames_iter, warnings = _frames(path, every)
+    frames = []
+    for i, t, frame in frames_iter:
+        faces, dms, cms = pipe.process(frame)
+        frames.append((i, t, faces, pipe.faces_dropped, dms, cms))
+    return fmt, frames, (warnings[0] if warnings else None)
+
+
+def _print_text(name: str, fmt: str, frames, warning: str | None) -> None:
+    for idx, t, faces, dropped, _, _ in frames:
+        where = name if fmt != "video" and fmt != "gif" else f"{name}#{idx}" + (f" ({t:.3f} s)" if t is not None else "")
+        if not faces:
+            print(f"{where}: no face")
+        for f in faces:
+            top = sorted(zip(LABELS, f.probs), key=lambda t: -t[1])[:3]
+            print(f"{where}: box {f.box} score {f.score:.2f} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
+        if dropped:
+            print(f"{where}: {dropped} more face(s) not classified (infer.max_faces)")
+    if warning:
+        print(f"emod analyze: {name}: warning: {warning}", file=sys.stderr)
+
+
+def run(args) -> int:
     try:
         cfg = config.load(args.config)
     except config.ConfigError as e:
         print(f"emod analyze: config error: {e}", file=sys.stderr)
         return config.EXIT_CONFIG
     from emod.models.registry import ModelError
+    from emod.sources.files import walk
 
     try:
         pipe = build_pipeline(cfg, args.model or cfg.infer.model)
     except ModelError as e:
         print(f"emod analyze: {e}", file=sys.stderr)
-        return 2
-    status = 0
-    for path in args.paths:
-        if not path.exists():
-            print(f"emod analyze: {path}: no such file", file=sys.stderr)
-            status = 2
+        return protocol.EXIT_USAGE
+    status = protocol.EXIT_OK
+    paths = [os.fsencode(p) for p in args.paths]  # bytes: any file name, UTF-8 or not
+    for entry in walk(paths):
+        name = entry.name
+        out: dict = {"path": name}
+        if entry.skip is not None and not entry.top:  # found in a folder: skipped with the reason, not a failure
+            if args.json:
+                print(json.dumps({**out, "skipped": entry.skip}), flush=True)
+            else:
+                print(f"emod analyze: {name}: skipped: {entry.skip}", file=sys.stderr)
             continue
         try:
+            if entry.skip is not None:
+                raise SourceError(entry.skip)
             if args.summary or args.annotate is not None:
-                _track_file(path, pipe, cfg, args)
+                _track_file(entry.path, name, pipe, cfg, args)
                 continue
-            for idx, frame in _frames(path, max(1, args.every)):
-                faces, dms, cms = pipe.process(frame)
-                if args.json:
-                    print(json.dumps({"path": str(path), "frame": idx, "model": pipe.classifier.name,
-                                      "detector": pipe.detector.name, "detect_ms": round(dms, 3), "classify_ms": round(cms, 3),
-                                      "faces": [f.as_dict() for f in faces]}))
-                else:
-                    where = f"{path}" + (f"#{idx}" if path.suffix.lower() not in IMAGE_SUFFIXES else "")
-                    if not faces:
-                        print(f"{where}: no face")
-                    for f in faces:
-                        top = sorted(zip(LABELS, f.probs), key=lambda t: -t[1])[:3]
-                        print(f"{where}: box {f.box} score {f.score:.2f} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
-        except (ValueError, SourceError) as e:
+            fmt, frames, warning = analyze_file(pipe, entry.path, max(1, args.every))
+        except _AnnotateError as e:  # --annotate could not write
             print(f"emod analyze: {e}", file=sys.stderr)
-            status = 2
-        except OSError as e:  # --annotate could not write
-            print(f"emod analyze: {e}", file=sys.stderr)
-            return 1
+            return protocol.EXIT_FAILURE
+        except (SourceError, ValueError, OSError) as e:
+            status = protocol.EXIT_USAGE
+            msg = str(e)
+            if args.json:
+                print(json.dumps({**out, "error": msg}), flush=True)
+            else:
+                print(f"emod analyze: {name}: {msg}" if name not in msg else f"emod analyze: {msg}", file=sys.stderr)
+            continue
+        if args.json:
+            out.update(format=fmt, model=pipe.classifier.name,
+                       frames=[{"index": i, "time": t, "faces": [f.as_dict() for f in faces], "faces_dropped": d,
+                                "detector": pipe.detector.name, "detect_ms": round(dms, 3), "classify_ms": round(cms, 3)}
+                               for i, t, faces, d, dms, cms in frames])
+            if fmt in ("jpeg", "png", "bmp", "webp", "tiff"):  # an image: its one frame's faces at the top level too
+                out.update(faces=out["frames"][0]["faces"], faces_dropped=out["frames"][0]["faces_dropped"])
+            if warning:
+                out["warning"] = warning
+            print(json.dumps(out), flush=True)
+        else:
+            _print_text(name, fmt, frames, warning)
     return status
 
 
-def _track_file(path: Path, pipe, cfg: config.Config, args) -> None:
+class _AnnotateError(OSError):
+    """--annotate could not write a frame."""
+
+
+def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
     """--summary / --annotate for one file: every analysed frame through the daemon's tracker and smoother."""
     from emod.vision.emotions import from_config
+
+    path = Path(name)
 
     stream = from_config(cfg.display)
     stream.keep_ended = True
     fps: list = []
     frames, last_t = 0, 0.0
-    image = path.suffix.lower() in IMAGE_SUFFIXES
-    for idx, frame in _frames(path, max(1, args.every), fps):
+    fmt, frames_iter, _ = _frames(raw_path, max(1, args.every), fps)
+    image = fmt not in ("video", "gif")
+    for idx, _, frame in frames_iter:
         faces, dms, cms = pipe.process(frame)
         rate = fps[0] if fps and fps[0] else 30.0  # video time in seconds; 30 fps when the file does not say
         last_t = idx / rate
@@ -162,7 +212,34 @@ def _write_annotated(out: Path, path: Path, idx: int, image: bool, frame, tracks
     overlay.draw(canvas, tracks, info)
     name = out / (f"{path.stem}.jpg" if image else f"{path.stem}_{idx:06d}.jpg")
     if not cv2.imwrite(str(name), canvas):
-        raise OSError(f"cannot write {name}")
+        raise _AnnotateError(f"cannot write {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="emod analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", help="images, videos or folders")
+    p.add_argument("--model", default=None, help="model name or directory (default: the config's infer.model)")
+    p.add_argument("--config", help="TOML config (detector settings)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per input")
+    p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
+    p.add_argument("--summary", action="store_true", help="per face track: frames, time span and time share per label")
+    p.add_argument("--annotate", type=Path, metavar="DIR", help="write each analysed frame with the overlay into DIR")
+    args = p.parse_args(argv)
+    if args.annotate is not None:
+        try:
+            args.annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"emod analyze: --annotate {args.annotate}: {e.strerror or e}", file=sys.stderr)
+            return protocol.EXIT_USAGE
+    try:
+        return run(args)
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return protocol.EXIT_OK
 
 
 if __name__ == "__main__":

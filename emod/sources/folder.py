@@ -1,15 +1,16 @@
-"""An image folder: every readable image, in name order, as one frame each."""
+"""An image folder: every image in it (sub-folders too), in name order, as one frame each.
+
+Files are taken by their content, not their extension (:mod:`emod.sources.files`): a file that
+is not an image is skipped, and so is a named pipe, socket or device (with the reason logged
+once); a link loop is not followed. A folder holding no image is an error.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 
 from emod.sources.base import Source, SourceError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from emod.sources.files import IMAGE_FORMATS, read_head, sniff, walk
 
 
 class FolderSource(Source):
@@ -18,21 +19,44 @@ class FolderSource(Source):
     def __init__(self, spec: str, fps: float = 10.0):
         super().__init__(spec)
         self.fps = fps
+        self.skipped: list[tuple[str, str]] = []  # (path, reason) of every entry that is not a frame
+        self.warnings: list[tuple[str, str]] = []  # (path, warning), e.g. a truncated image
 
     def _open(self) -> None:
-        folder = Path(self.spec)
-        if not folder.is_dir():
-            raise SourceError(f"image folder {self.spec!r} does not exist")
-        self.files = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        import os
+
+        if not os.path.isdir(self.spec):
+            raise SourceError(f"image folder {self.spec!r}: no such folder")
+        self.files, self.skipped = [], []
+        for entry in walk([self.spec]):
+            if entry.skip is not None:
+                self.skipped.append((entry.name, entry.skip))
+                continue
+            try:
+                fmt = sniff(read_head(entry.path))
+            except SourceError as e:
+                self.skipped.append((entry.name, str(e)))
+                continue
+            if fmt in IMAGE_FORMATS:
+                self.files.append(entry.path)
+            else:
+                self.skipped.append((entry.name, "not an image"))
         if not self.files:
-            raise SourceError(f"image folder {self.spec!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise SourceError(f"image folder {self.spec!r} holds no images (JPEG, PNG, BMP, WebP or TIFF, by content)")
         self.index = 0
 
     def _read(self) -> np.ndarray | None:
+        from emod.sources.files import read_image
+
         while self.index < len(self.files):
             p = self.files[self.index]
             self.index += 1
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is not None:
-                return img
+            try:
+                img = read_image(p)
+            except SourceError as e:  # changed since the folder was listed: skip it, say why
+                self.skipped.append((str(p), str(e)))
+                continue
+            if img.warning:
+                self.warnings.append((str(p), img.warning))
+            return img.pixels
         return None

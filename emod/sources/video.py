@@ -27,7 +27,7 @@ class VideoSource(Source):
 
     def __init__(self, spec: str):
         super().__init__(spec)
-        self.is_url = "://" in spec
+        self.is_url = isinstance(spec, str) and "://" in spec  # a local path may be bytes (any file name)
         self.live = self.is_url
         self._fd: int | None = None
 
@@ -42,7 +42,7 @@ class VideoSource(Source):
             self.cap = cv2.VideoCapture(f"/proc/self/fd/{self._fd}")
             if not self.cap.isOpened():
                 self._close()
-                raise SourceError(f"cannot open video {self.spec!r}: not a video OpenCV can decode")
+                raise SourceError(f"cannot open video {os.fsdecode(self.spec)!r}: not a video OpenCV can decode")
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_url else 0

@@ -92,6 +92,8 @@ class CaptureStage(Stage):
             self.looping = False  # a looping clip starts again: not news
         elif not self.opened_once:
             self.log.info("source opened", source=src.spec, kind=src.kind, fps=src.fps)
+            for path, reason in getattr(src, "skipped", [])[:20]:  # a folder's special files, link loops, non-images
+                self.log.warning("folder entry skipped", path=path, reason=reason)
         else:
             self.log.info("source reopened", source=src.spec, kind=src.kind, after_errors=self.errors)
         self.opened_once = True

@@ -110,3 +110,24 @@ def recv_latest(sock: zmq.Socket, timeout_ms: int, copy: bool = False) -> tuple[
             return msg, skipped
         msg = newer
         skipped += 1
+
+
+def read_subscriptions(sock: zmq.Socket, topics: set[bytes]) -> int:
+    """Apply every pending (un)subscription message of the XPUB ``sock`` to ``topics``, the set of subscribed topics.
+
+    An XPUB passes a topic's first subscription and its last unsubscription, so a set (idempotent)
+    tracks what is subscribed; a count of messages would drift whenever one is repeated. Returns
+    how many other messages (garbage sent upstream by a peer) were read and dropped.
+    """
+    other = 0
+    while True:
+        try:
+            msg = sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return other
+        if msg[:1] == b"\x01":
+            topics.add(msg[1:])
+        elif msg[:1] == b"\x00":
+            topics.discard(msg[1:])
+        else:
+            other += 1

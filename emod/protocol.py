@@ -134,6 +134,7 @@ SCHEMAS: dict[bytes, dict[str, tuple[type, ...]]] = {
     b"emotions": {"seq": (int,), "time": (str,), "t_wall": _NUM, "model": (str,), "faces": (list,), "ended": (list,)},
 }
 PAYLOAD_TOPICS = {b"frame", b"preview"}
+PREVIEW_TOPIC = b"preview"  # what viewers subscribe to on the preview socket
 FACE_FIELDS = {"box": (list,), "score": _NUM, "probs": (list,), "label": (str,)}
 EMOTION_FACE_FIELDS = {"track": (int,), "box": (list,), "label": (str,), "confidence": _NUM, "raw_label": (str,),
                        "probs": (dict,), "age_s": _NUM, "changed": (bool,), "started": (bool,)}

@@ -62,17 +62,8 @@ class CaptureStage(Stage):
 
     # --- subscribers ------------------------------------------------------------------------------------------
     def _subscriptions(self) -> None:
-        while True:
-            try:
-                msg = self.pub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if msg[:1] == b"\x01":
-                self.topics.add(msg[1:])
-            elif msg[:1] == b"\x00":
-                self.topics.discard(msg[1:])
-            else:
-                self.reject("frames", protocol.ProtocolError("not a subscription message"))
+        for _ in range(bus.read_subscriptions(self.pub, self.topics)):
+            self.reject("frames", protocol.ProtocolError("not a subscription message"))
 
     def _infer_connected(self) -> bool:
         if self.cfg.remote.frames_bind:  # inference may run on another host: nothing to wait for here

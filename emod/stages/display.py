@@ -43,7 +43,7 @@ class DisplayStage(Stage):
         self.stream = emotion_stream(d)  # tracker + smoother, shared with emod analyze --summary
         self.emotions_sent = 0
         self.ring: OrderedDict[int, tuple[dict, np.ndarray, object]] = OrderedDict()
-        self.topics: set[bytes] = set()  # preview topics some viewer subscribes to
+        self.topics: set[bytes] = set()  # topics some viewer subscribes to (emod.bus.read_subscriptions)
         self.tracks = []
         self.info = {"fps": 0.0, "infer_ms": None, "model": "", "watts": None}
         self.last_result_t = 0.0
@@ -85,24 +85,18 @@ class DisplayStage(Stage):
             self._publish(seq, stale=True)
 
     @property
-    def subscribed(self) -> int:
-        """Subscribed preview topics (viewers subscribe to ``preview``); 0 while nobody watches."""
-        return len(self.topics)
+    def subscribed(self) -> bool:
+        """Whether some viewer subscribes to a topic that preview messages match (``preview`` or a prefix of it)."""
+        return any(protocol.PREVIEW_TOPIC.startswith(t) for t in self.topics)
 
     def _subscriptions(self) -> None:
-        while True:
-            try:
-                msg = self.preview.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            # the XPUB passes a topic's first subscription and its last unsubscription: track the set of
-            # subscribed topics (idempotent), never a count of messages, which drifts when one is repeated
-            if msg[:1] == b"\x01":
-                self.topics.add(msg[1:])
-            elif msg[:1] == b"\x00":
-                self.topics.discard(msg[1:])
-            else:
-                self.reject("preview", protocol.ProtocolError("not a subscription message"))
+        # A set of topics, not a count of messages: the XPUB also passes up unsubscriptions a peer
+        # never subscribed to (garbage bytes from a broken client can spell "\x00" or "\x00xyz"), which
+        # made a count reach 0 while a viewer still watched. Such a message removes nothing from the
+        # set. (An unsubscription of exactly "preview" from a peer that never subscribed would still
+        # switch the preview off: libzmq does not say which peer sent it.)
+        for _ in range(bus.read_subscriptions(self.preview, self.topics)):
+            self.reject("preview", protocol.ProtocolError("not a subscription message"))
 
     def _power(self) -> None:
         msg, _ = bus.recv_latest(self.power, 0)
@@ -226,7 +220,7 @@ class DisplayStage(Stage):
     def stats(self) -> dict:
         st = self.stream
         return {"fps": self.rate.rate(), "results_fps": self.result_rate.rate(), "published": self.published,
-                "viewers": self.subscribed, "tracks": len(self.tracks), "encode_ms": round(self.encode_ms, 3),
+                "viewers": int(self.subscribed), "tracks": len(self.tracks), "encode_ms": round(self.encode_ms, 3),
                 "encoded": self.encoded,
                 "emotions": {"sent": self.emotions_sent, "faces": st.faces, "tracks_seen": st.tracks_seen,
                              "face_s": {k: round(v, 3) for k, v in st.face_seconds.items()}}}

@@ -121,7 +121,7 @@ def test_a_camera_failing_every_capture_backs_off(short_tmp) -> None:
     from emod.testing import FakePicamera2
 
     cam = FakePicamera2.variant(capture_error=OSError("dma heap exhausted"))
-    stage, log, sub = capture_stage(short_tmp, "picamera2", opener=lambda spec, w, h, fps: Picamera2Source(spec, w, h, fps, factory=cam))
+    stage, log, sub = capture_stage(short_tmp, "picamera2", opener=lambda spec, w, h, fps, **kw: Picamera2Source(spec, w, h, fps, factory=cam))
     try:
         run_steps(stage, 4.0)
     finally:

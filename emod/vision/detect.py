@@ -54,7 +54,7 @@ def sanitize(found: list[Raw], width: int, height: int) -> list[Raw]:
         if lm is not None and not all(math.isfinite(v) for p in lm for v in p):
             lm = None
         kept.append(((x0, y0, x1 - x0, y1 - y0), float(score), lm))
-    kept.sort(key=lambda f: f[0][2] * f[0][3], reverse=True)
+    kept.sort(key=lambda f: (-f[0][2] * f[0][3], f[0][1], f[0][0]))  # largest first, ties by position: order-independent
     out: list[Raw] = []
     for f in kept:
         if all(_inside(f[0], g[0]) < CONTAINED for g in out):

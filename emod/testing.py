@@ -462,3 +462,69 @@ def write_fake_picamera2(dir: str | Path, mode: str = "camera") -> Path:
     (pkg / "__init__.py").write_text(f'"""A stand-in for picamera2 written by emod.testing ({mode})."""\n'
                                      + _PICAMERA2_PACKAGE[mode])
     return pkg
+
+
+# --- a network camera ------------------------------------------------------------------------------------------
+class MjpegServer:
+    """A stand-in for an IP camera: an HTTP MJPEG stream (``multipart/x-mixed-replace``) on 127.0.0.1.
+
+    It sends ``jpegs`` in turn (one JPEG's bytes each, or one repeated: a frozen camera) at
+    ``fps``; after ``stall_after`` frames it keeps the connection open and sends nothing more
+    (a stalled stream) until :meth:`resume`. ``url`` is the stream's address; :meth:`close` stops it.
+    Standard library only.
+    """
+
+    BOUNDARY = b"emodframe"
+
+    def __init__(self, jpegs: list[bytes], fps: float = 10.0, stall_after: int | None = None):
+        import http.server
+        import threading
+
+        self.jpegs, self.fps, self.stall_after = list(jpegs), fps, stall_after
+        self.sent = 0
+        self.connections = 0
+        self._resume = threading.Event()
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                import time
+
+                server.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=" + server.BOUNDARY.decode())
+                self.end_headers()
+                n = 0
+                try:
+                    while not server._stop.is_set():
+                        if server.stall_after is not None and n >= server.stall_after and not server._resume.is_set():
+                            server._stop.wait(0.1)  # connected, silent
+                            continue
+                        jpeg = server.jpegs[n % len(server.jpegs)]
+                        self.wfile.write(b"--" + server.BOUNDARY + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        self.wfile.flush()
+                        n += 1
+                        server.sent += 1
+                        time.sleep(1.0 / server.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="mjpeg-server", daemon=True)
+        self._thread.start()
+
+    def resume(self) -> None:
+        """End the stall: send frames again (on this and every later connection)."""
+        self._resume.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -100,23 +100,34 @@ class Stage:
 
 
 class RateMeter:
-    """Events per second over a sliding window."""
+    """Events per second: (events - 1) / the time they span, over the last ``window`` seconds.
 
-    def __init__(self, window: float = 2.0):
-        self.window = window
+    A slow stream (1 frame a second) is measured over its last few events (within
+    ``horizon`` seconds) instead of reading 2.0 or 0.0 from a short window; the rate falls
+    to 0 once no event came for three of its own intervals.
+    """
+
+    def __init__(self, window: float = 2.0, horizon: float = 10.0, clock=time.monotonic):
+        self.window, self.horizon, self.clock = window, horizon, clock
         self.times: list[float] = []
 
     def tick(self, t: float | None = None) -> None:
-        self.times.append(time.monotonic() if t is None else t)
+        self.times.append(self.clock() if t is None else t)
 
     def rate(self) -> float:
-        now = time.monotonic()
-        cut = now - self.window
+        now = self.clock()
+        cut = now - max(self.window, self.horizon)
         i = 0
         while i < len(self.times) and self.times[i] < cut:
             i += 1
         del self.times[:i]
-        if len(self.times) < 2:
+        recent = [t for t in self.times if t >= now - self.window]
+        use = recent if len(recent) >= 3 else self.times[-3:]
+        if len(use) < 2:
             return 0.0
-        span = max(now - self.times[0], 1e-6)
-        return round(len(self.times) / span, 2)
+        interval = (use[-1] - use[0]) / (len(use) - 1)
+        if interval <= 0:  # a burst (several faces of one frame): events per window
+            return round(len(recent) / self.window, 2)
+        if now - use[-1] > 3 * interval:
+            return 0.0
+        return round(1.0 / interval, 2)

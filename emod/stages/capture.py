@@ -37,6 +37,7 @@ def _fingerprint(frame) -> int:
 
 class CaptureStage(Stage):
     name = "capture"
+    frozen_s = FROZEN_S
     opener = staticmethod(open_source)  # how a spec becomes a source (tests hand in fakes)
 
     def setup(self) -> None:
@@ -193,7 +194,7 @@ class CaptureStage(Stage):
                 self.frozen = False
                 self.log.info("source moving again", source=self.source.spec)
             return
-        if not self.frozen and now - self.same_since >= FROZEN_S:
+        if not self.frozen and now - self.same_since >= self.frozen_s:
             self.frozen = True
             self.log.warning("source frozen: the same picture for seconds", source=self.source.spec,
                              seconds=round(now - self.same_since, 1))

@@ -188,7 +188,7 @@ class InferStage(Stage):
                     self._on_end(end)
                 return None
             now = time.monotonic()
-            if self.interval is None or now - newest[0]["t_mono"] <= 1.2 * self.interval + 0.005:
+            if self.interval is None or now - newest[0]["t_mono"] <= self.interval + 0.005:
                 return newest
             if deadline is None:
                 deadline = now + min(2.0 * self.interval, 0.25)

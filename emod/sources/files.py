@@ -74,10 +74,13 @@ def read_image(path) -> Image:
     fmt = sniff(data[:16])
     if fmt not in IMAGE_FORMATS:
         raise SourceError(f"{os.fsdecode(path)!r} is not an image ({'a GIF animation' if fmt == 'gif' else 'unknown format'})")
+    cut = _truncation(fmt, data)
+    if cut and fmt == "jpeg":  # end it properly: libjpeg then decodes what is there (the rest grey) instead of refusing
+        data += b"\xff\xd9"
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise SourceError(f"cannot decode {fmt} image {os.fsdecode(path)!r}")
-    return Image(img, fmt, _truncation(fmt, data))
+        raise SourceError(f"cannot decode {fmt} image {printable(path)!r}" + (f" ({cut})" if cut else ""))
+    return Image(img, fmt, cut)
 
 
 def _truncation(fmt: str, data: bytes) -> str | None:

@@ -1,0 +1,159 @@
+"""Inputs that are not what their name says: odd names, special files, wrong extensions, truncated data,
+folders, link loops and closed pipes, for `emod analyze` and the folder source (issue 14, kind 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from _fixtures import EMOD, base_env, short_tmp, tiny_models  # noqa: F401
+from emod import protocol
+from emod.sources.folder import FolderSource
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "media" / "photos"
+ODD = os.fsencode("face\udcff.jpg")  # not valid UTF-8
+
+
+def _photo() -> Path:
+    p = PHOTOS / "obama_small.jpg"
+    if not p.is_file():
+        pytest.skip(f"{p} is absent")
+    return p
+
+
+def analyze(models: Path, *paths, timeout: float = 120) -> tuple[int, list[dict], str]:
+    """`emod analyze --json PATHS` (bytes paths allowed): (exit status, one dict per output line, stderr)."""
+    argv = [os.fsencode(str(EMOD)), b"analyze", b"--json", b"--model", b"tiny", *[os.fsencode(p) for p in paths]]
+    r = subprocess.run(argv, env=base_env(models), capture_output=True, timeout=timeout)
+    return r.returncode, [json.loads(line) for line in r.stdout.splitlines()], r.stderr.decode(errors="replace")
+
+
+def _gif(path: Path, n: int = 16) -> Path:
+    from PIL import Image
+
+    img = cv2.imread(str(_photo()))
+    frames = [Image.fromarray(cv2.cvtColor(np.roll(img, 9 * i, axis=1), cv2.COLOR_BGR2RGB)) for i in range(n)]
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return path
+
+
+def test_file_names_that_are_not_utf8_work(short_tmp, tiny_models) -> None:
+    """An image and a video whose names are not valid UTF-8 are analysed (no crash), and named with escapes."""
+    d = os.fsencode(str(short_tmp))
+    shutil.copy(_photo(), os.path.join(d, ODD))
+    video = os.path.join(d, os.fsencode("clip\udcfe.avi"))
+    w = cv2.VideoWriter(str(short_tmp / "plain.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for i in range(3):
+        w.write(np.roll(cv2.imread(str(_photo())), 5 * i, axis=1))
+    w.release()
+    os.rename(os.path.join(d, b"plain.avi"), video)  # OpenCV itself must never see such a name
+    code, out, err = analyze(tiny_models, os.path.join(d, ODD), video)
+    assert code == protocol.EXIT_OK, err
+    assert [o["format"] for o in out] == ["jpeg", "video"] and len(out[1]["frames"]) == 3
+    assert "\\xff" in out[0]["path"] and "error" not in out[0]
+
+
+@pytest.mark.parametrize("kind", ["named pipe", "socket"])
+def test_special_files_are_refused_not_waited_on(short_tmp, tiny_models, kind) -> None:
+    """A named pipe called x.jpg (or a socket) given to analyze fails at once with the reason; in a folder it is skipped."""
+    p = short_tmp / "x.jpg"
+    holder = None
+    if kind == "named pipe":
+        os.mkfifo(p)
+    else:
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(p))
+    shutil.copy(_photo(), short_tmp / "a.jpg")
+    try:
+        code, out, _ = analyze(tiny_models, p, timeout=60)
+        assert code == protocol.EXIT_USAGE and kind in out[0]["error"]
+        code, out, _ = analyze(tiny_models, short_tmp, timeout=60)
+        assert code == protocol.EXIT_OK
+        assert {o["path"]: ("skipped" in o) for o in out} == {str(short_tmp / "a.jpg"): False, str(p): True}
+        src = FolderSource(str(short_tmp))
+        with src:
+            frames = []
+            while (f := src.read()) is not None:
+                frames.append(f)
+        assert len(frames) == 1 and any(kind in why for _, why in src.skipped)
+    finally:
+        if holder is not None:
+            holder.close()
+
+
+def test_analyze_walks_a_folder_without_following_link_loops(short_tmp, tiny_models) -> None:
+    """`emod analyze DIR` analyses the files in it and its sub-folders, and stops at a link back up."""
+    shutil.copy(_photo(), short_tmp / "a.jpg")
+    (short_tmp / "sub").mkdir()
+    shutil.copy(_photo(), short_tmp / "sub" / "b.png.jpg")
+    os.symlink("..", short_tmp / "sub" / "up")
+    code, out, err = analyze(tiny_models, short_tmp)
+    assert code == protocol.EXIT_OK, err
+    paths = [o["path"] for o in out]
+    assert paths == [str(short_tmp / "a.jpg"), str(short_tmp / "sub" / "b.png.jpg"), str(short_tmp / "sub" / "up")]
+    assert "loop" in out[2]["skipped"]
+
+
+@pytest.mark.parametrize("name, fmt, frames", [("anim.png", "gif", 16), ("anim.gif", "gif", 16), ("photo.mp4", "jpeg", 1),
+                                               ("photo.gif", "jpeg", 1)])
+def test_the_format_comes_from_the_content_not_the_name(short_tmp, tiny_models, name, fmt, frames) -> None:
+    """A GIF named .png gives all 16 frames, as the same bytes named .gif do; a JPEG named .mp4 or .gif is one image."""
+    p = short_tmp / name
+    if fmt == "gif":
+        _gif(p)
+    else:
+        shutil.copy(_photo(), p)
+    code, out, err = analyze(tiny_models, p)
+    assert code == protocol.EXIT_OK, err
+    assert out[0]["format"] == fmt and len(out[0]["frames"]) == frames
+
+
+def test_a_folder_source_takes_images_by_content(short_tmp) -> None:
+    """The folder source reads a JPEG named .dat, and skips a text file named .jpg with the reason."""
+    shutil.copy(_photo(), short_tmp / "a.dat")
+    (short_tmp / "b.jpg").write_text("not an image")
+    with FolderSource(str(short_tmp)) as src:
+        assert src.read() is not None and src.read() is None
+    assert src.skipped == [(str(short_tmp / "b.jpg"), "not an image")]
+
+
+@pytest.mark.parametrize("what", ["jpeg", "png", "video"])
+def test_truncated_input_is_analysed_with_a_warning(short_tmp, tiny_models, what) -> None:
+    """A JPEG cut in half and a video cut short are analysed as far as they go with a warning field; a cut PNG is an error saying so."""
+    img = cv2.imread(str(_photo()))
+    if what == "jpeg":
+        data = _photo().read_bytes()
+    elif what == "png":
+        data = cv2.imencode(".png", img)[1].tobytes()
+    else:
+        full = short_tmp / "full.avi"
+        w = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+        for i in range(20):
+            w.write(np.roll(img, 5 * i, axis=1))
+        w.release()
+        data = full.read_bytes()
+    p = short_tmp / f"cut.{what}"
+    p.write_bytes(data[: len(data) // 2])
+    code, out, err = analyze(tiny_models, p)
+    if what == "png":  # libpng cannot decode part of a file: a clear error instead
+        assert code == protocol.EXIT_USAGE and "truncated PNG" in out[0]["error"]
+        return
+    assert code == protocol.EXIT_OK, err
+    assert "truncated" in out[0]["warning"] and out[0]["frames"]
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_a_closed_pipe_ends_analyze_quietly(short_tmp, tiny_models, json_out) -> None:
+    """`emod analyze [--json] ... | head -1` exits 0 without a traceback."""
+    gif = _gif(short_tmp / "a.gif", 40)
+    cmd = f"{EMOD} analyze {'--json' if json_out else ''} --model tiny {gif} {gif} {gif} | head -c 10; exit ${{PIPESTATUS[0]}}"
+    r = subprocess.run(["bash", "-c", cmd], env=base_env(tiny_models), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr

@@ -95,7 +95,8 @@ def test_faces_dropped_reaches_stats_and_analyze(short_tmp, tiny_models, pipe) -
     pipe.detector.max_faces = 100
     found = len(pipe.detector.detect(_grid()))
     pipe.detector.max_faces = 8
-    assert len(entry["faces"]) == 5 and entry["faces_dropped"] == found - 5
+    frame = entry["frames"][0]
+    assert len(frame["faces"]) == 5 and frame["faces_dropped"] == found - 5
     d = Daemon(short_tmp, tiny_models, d_img, loop=False)
     try:
         s = wait_for(lambda: (s := d.stats()) and s["frames"]["processed"] == 1 and s, 90, 0.5, "the grid to be processed")

@@ -151,8 +151,6 @@ def run(args) -> int:
                        frames=[{"index": i, "time": t, "faces": [f.as_dict() for f in faces], "faces_dropped": d,
                                 "detector": pipe.detector.name, "detect_ms": round(dms, 3), "classify_ms": round(cms, 3)}
                                for i, t, faces, d, dms, cms in frames])
-            if fmt in ("jpeg", "png", "bmp", "webp", "tiff"):  # an image: its one frame's faces at the top level too
-                out.update(faces=out["frames"][0]["faces"], faces_dropped=out["frames"][0]["faces_dropped"])
             if warning:
                 out["warning"] = warning
             print(json.dumps(out), flush=True)

@@ -139,6 +139,7 @@ FIGURES = [
 NOT_MEASURED = [
     "Raspberry Pi 5",  # the product's target
     "Pi 5's",  # the same
+    "on the Pi 5,",
     "Python 3.11+",  # a requirement
     "127.0.0.1:8080",  # example port (the command beside it)
     "the last 10 minutes",  # the example argument `--history 10`

@@ -52,6 +52,8 @@ SRC = "/mnt/emod.git"  # where the bare clone of this checkout appears inside th
 MEDIA = "/mnt/media"
 QUANT_MIN_AGREEMENT = 0.995
 FACES = 400
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+HOST_CA_IN_ROOT = "/etc/ssl/certs/pi-check-host-ca.crt"
 
 
 class SetupError(RuntimeError):
@@ -151,10 +153,14 @@ class Root:
             _must(["mount", *opts, src, str(target)])
             self.mounts.append(target)
         shutil.copy("/etc/resolv.conf", self.path / "etc" / "resolv.conf")
+        # this machine's CA bundle, for pip inside the root: where a proxy re-signs TLS (as in emod's sandbox),
+        # the root's own Debian bundle fails PyPI with CERTIFICATE_VERIFY_FAILED. A Pi does not need this.
+        shutil.copy(HOST_CA, self.path / HOST_CA_IN_ROOT.lstrip("/"))
 
     def sh(self, script: str, timeout: float, cwd: str = "/opt/emod") -> tuple[int, float]:
         env = ["env", "-i", "HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_ROOT_USER_ACTION=ignore"]
+               "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_ROOT_USER_ACTION=ignore",
+               f"PIP_CERT={HOST_CA_IN_ROOT}", f"SSL_CERT_FILE={HOST_CA_IN_ROOT}"]
         return run(["chroot", str(self.path), *env, "bash", "-c", f"cd {cwd} 2>/dev/null || cd /; {script}"], self.log, timeout)
 
     def out(self, script: str, timeout: float) -> tuple[int, str]:

@@ -6,7 +6,8 @@
 
 Starts ``emod run --source SRC --loop --model MODEL`` in its own runtime and state directories,
 waits until ``emod-stats --json`` shows results flowing, serves ``emod-view --http`` on a free
-127.0.0.1 port, lets the page run for a few seconds of virtual time in headless Chromium, saves
+127.0.0.1 port, opens it in headless Chromium over the DevTools protocol, lets it run ``--wait`` seconds
+after its first live data, saves
 the screenshot, and stops both processes. Exit status 1 when any step fails.
 """
 
@@ -60,6 +61,77 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _capture(chromium: str, profile: Path, url: str, width: int, height: int, wait: float) -> bytes:
+    """PNG of URL in headless Chromium over its DevTools protocol, once the page shows a model and a rate
+    (its live streams never finish loading, so a load event or a virtual-time budget would never come)."""
+    import asyncio
+    import base64
+    import re
+    import urllib.request
+
+    import aiohttp
+
+    proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                             "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 120
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if m := re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line):
+                port = m.group(1)
+            elif not line and proc.poll() is not None:
+                raise RuntimeError("chromium exited before its DevTools endpoint came up")
+        if port is None:
+            raise RuntimeError("chromium's DevTools endpoint did not come up")
+
+        def page_ws() -> str | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                pages = [t for t in json.load(r) if t["type"] == "page"]
+            return pages[0]["webSocketDebuggerUrl"] if pages else None
+
+        _wait("a Chromium page", lambda: page_ws() is not None, 60)
+
+        async def session() -> bytes:
+            async with aiohttp.ClientSession() as http, http.ws_connect(page_ws(), max_msg_size=64 * 2**20) as ws:
+                ids = iter(range(1, 1 << 30))
+
+                async def call(method: str, **params):
+                    my = next(ids)
+                    await ws.send_json({"id": my, "method": method, "params": params})
+                    while True:
+                        msg = await asyncio.wait_for(ws.receive_json(), 120)
+                        if msg.get("id") == my:
+                            if "error" in msg:
+                                raise RuntimeError(f"DevTools {method}: {msg['error']}")
+                            return msg.get("result", {})
+
+                await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+                await call("Page.navigate", url=url)
+                ready = "(document.getElementById('model')||{}).textContent > '' && !/^\\W*$/.test(document.getElementById('model').textContent)"
+                end = time.monotonic() + 120
+                while time.monotonic() < end:
+                    r = await call("Runtime.evaluate", expression=ready, returnByValue=True)
+                    if r.get("result", {}).get("value") is True:
+                        break
+                    await asyncio.sleep(0.5)
+                else:
+                    raise RuntimeError("the page never showed live data")
+                await asyncio.sleep(wait)  # let the stream and the charts fill in: what is shown, not synchronisation
+                return base64.b64decode((await call("Page.captureScreenshot", format="png"))["data"])
+
+        return asyncio.run(session())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(DEFAULT_SOURCE))
@@ -67,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="emod run --config FILE")
     p.add_argument("--size", default="1280x620", help="browser window WIDTHxHEIGHT")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "viewer.png")
-    p.add_argument("--settle", type=float, default=8.0, help="seconds the daemon serves before the shot (default 8)")
+    p.add_argument("--settle", type=float, default=8.0, help="seconds the daemon serves before the page opens (default 8)")
+    p.add_argument("--wait", type=float, default=6.0, help="seconds the page runs after its first live data (default 6)")
     args = p.parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -99,16 +172,10 @@ def main(argv: list[str] | None = None) -> int:
                 return False
 
         _wait("emod-view to serve", serving, 30)
-        w, h = args.size.lower().split("x")
+        w, h = (int(v) for v in args.size.lower().split("x"))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shot = tmp / "shot.png"
-        r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                            "--hide-scrollbars", f"--user-data-dir={tmp / 'profile'}", f"--window-size={w},{h}",
-                            "--virtual-time-budget=6000", f"--screenshot={shot}", f"http://127.0.0.1:{port}/"],
-                           capture_output=True, text=True, timeout=120)
-        if not shot.is_file():
-            raise RuntimeError(f"chromium wrote no screenshot (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+        shot.write_bytes(_capture(chromium, tmp / "profile", f"http://127.0.0.1:{port}/", w, h, args.wait))
         shutil.copyfile(shot, args.out)
         print(f"wrote {args.out}")
         return 0

@@ -50,6 +50,11 @@ WRITERS = {
     "eval-full.json": "tools/evaluate.py --model NAME --split private",
     "eval-quant.json": "tools/evaluate.py --model NAME --split private",
     "clip-check-quant.json": "tools/make_clip.py --n 14000 --seed 2",
+    "clip-check-quant-haar.json": "--config haar.toml",
+    "detect-media.json": "tools/detect_report.py --json docs/detect-media.json",
+    "daemon-quant-yunet.json": "tools/measure.py --models quant --seconds 30 --json docs/daemon-quant-yunet.json",
+    "daemon-quant-haar.json": "EMOD_INFER_DETECTOR=haar",
+    "crop-framing.json": "tools/crop_framing.py --clip ... --truth ... --model quant --json docs/crop-framing.json",
     "optimize-quant.json": "tools/optimize.py --model runs/full2/model --out emod/models/zoo/quant",
     "train-full-stage1.json": "tools/train.py --out runs/full --epochs 24",
     "train-full-stage2.json": "tools/train.py --out runs/full2 --pretrained runs/full/model --epochs 30",
@@ -73,13 +78,20 @@ FIGURES = [
     "On this {daemon:machine.cpu_count:d}-core x86-64 build machine (not yet on a Pi 5), shared with other jobs while "
     "it ran (load average {daemon:machine.loadavg.0:.1f} before, {daemon:machine.loadavg_after.0:.1f} after)",
     "classified), {daemon:scenario.seconds:.0f} s per model",
-    # the labelled FER clip: tools/make_clip.py --check
-    "On a labelled clip of all {clip-check-quant:unique_images:,d} FER2013 PrivateTest faces",
-    "{clip-check-quant:frames:,d} frames, {clip-check-quant:faces:,d} face appearances",
-    "{clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision, and "
-    "`quant` labels {clip-check-quant:100*pipeline_accuracy:.1f} % of the found faces correctly, against "
-    "{eval-quant:100*accuracy:.1f} % on PrivateTest (the 48x48 originals of the same faces: "
-    "{clip-check-quant:100*direct_accuracy_on_detected:.1f} %)",
+    # the labelled FER clip and the face detectors: tools/make_clip.py --check, tools/detect_report.py, tools/measure.py,
+    # tools/crop_framing.py
+    "On a labelled clip of all {clip-check-quant:unique_images:,d} FER2013 PrivateTest faces (`tools/make_clip.py --n 14000 --seed 2`: {clip-check-quant:frames:,d} frames; each shot holds one picture for several frames, and `--check ... --shots` checks the first frame of each, {clip-check-quant:faces:,d} face appearances; `docs/clip-check-quant.json`), the default YuNet finds {clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision ({clip-check-quant:false_positives:d} false boxes), and `quant` labels {clip-check-quant:100*pipeline_accuracy:.1f} % of the found faces correctly, against {eval-quant:100*accuracy:.1f} % on PrivateTest (the 48x48 originals of the same faces: {clip-check-quant:100*direct_accuracy_on_detected:.1f} %). The same check with `detector = \"haar\"` (`--config haar.toml`, a file holding `[infer]` and `detector = \"haar\"`; `docs/clip-check-quant-haar.json`): {clip-check-quant-haar:100*recall:.1f} % of the faces at {clip-check-quant-haar:100*precision:.1f} % precision ({clip-check-quant-haar:false_positives:d} false boxes), labelled {clip-check-quant-haar:100*pipeline_accuracy:.1f} % correctly. Short clips mislead: a few hundred frames hold too few faces, and two seeds of the same length disagree by several points.",
+    "| `head-pose-face-detection-male.mp4`, frames with exactly the one face, of {detect-media:detectors.yunet.videos.head-pose-face-detection-male.frames:d} | {detect-media:detectors.yunet.videos.head-pose-face-detection-male.frames_with_exactly_the_people:d} | {detect-media:detectors.haar.videos.head-pose-face-detection-male.frames_with_exactly_the_people:d} |",
+    "| `face-demographics-walking-and-pause.mp4`, frames with all three faces, of {detect-media:detectors.yunet.videos.face-demographics-walking-and-pause.frames:d} | {detect-media:detectors.yunet.videos.face-demographics-walking-and-pause.frames_with_exactly_the_people:d} | {detect-media:detectors.haar.videos.face-demographics-walking-and-pause.frames_with_exactly_the_people:d} |",
+    "| `short_hamilton_clip.mp4`, frames with a face, of {detect-media:detectors.yunet.videos.short_hamilton_clip.frames:d} | {detect-media:detectors.yunet.videos.short_hamilton_clip.frames_with_a_face:d} | {detect-media:detectors.haar.videos.short_hamilton_clip.frames_with_a_face:d} |",
+    "| boxes on the five shared photos | {detect-media:detectors.yunet.photo_boxes:d}, each on a real face | {detect-media:detectors.haar.photo_boxes:d} |",
+    "| detection time per frame, `short_hamilton_clip.mp4` | {detect-media:detectors.yunet.videos.short_hamilton_clip.detect_ms_p50:.1f} ms | {detect-media:detectors.haar.videos.short_hamilton_clip.detect_ms_p50:.1f} ms |",
+    "| daemon, capture-to-result latency p50 / p95 | {daemon-quant-yunet:models.quant.latency_ms.p50:.1f} / {daemon-quant-yunet:models.quant.latency_ms.p95:.1f} ms | {daemon-quant-haar:models.quant.latency_ms.p50:.1f} / {daemon-quant-haar:models.quant.latency_ms.p95:.1f} ms |",
+    "| daemon, frames processed per second | {daemon-quant-yunet:models.quant.processed_fps:.1f} | {daemon-quant-haar:models.quant.processed_fps:.1f} |",
+    "| box crop (`align = false`, the default) | {crop-framing:100*clips.0.framings.0.accuracy:.1f} % | {crop-framing:100*clips.1.framings.0.accuracy:.1f} % |",
+    "| aligned, `align_scale = {crop-framing:clips.0.framings.1.align_scale:.1f}`, `align_eye_y = {crop-framing:clips.0.framings.1.align_eye_y:.2f}` (the best of the grid) | {crop-framing:100*clips.0.framings.1.accuracy:.1f} % | {crop-framing:100*clips.1.framings.1.accuracy:.1f} % |",
+    "| aligned at FER2013's median framing (`{crop-framing:clips.0.framings.5.align_scale:.1f}`, `{crop-framing:clips.0.framings.5.align_eye_y:.2f}`) | {crop-framing:100*clips.0.framings.5.accuracy:.1f} % | {crop-framing:100*clips.1.framings.5.accuracy:.1f} % |",
+    "| the 48x48 originals of the same faces | {crop-framing:100*clips.0.direct_accuracy_on_detected:.1f} % | {crop-framing:100*clips.1.direct_accuracy_on_detected:.1f} % |",
     # the Models table: tools/bench.py and tools/evaluate.py
     "| file size | {bench:1e-6*models.full.size_bytes:.2f} MB | {bench:1e-6*models.quant.size_bytes:.2f} MB "
     "({bench:100*ratios.quant/full.size:.0f} %) |",
@@ -168,6 +180,10 @@ NOT_MEASURED = [
     "transformers' 0.997",  # a library's constant
     "5.x dropped",  # OpenCV's version
     "whose 232 KB model ships inside emod",  # the bundled file's size (its SHA-256 is checked at load)
+    "under 2 px a side",  # emod/vision/detect.py's MIN_SIDE
+    "rotated by up to 25 degrees",  # the tilted clip's --tilt argument
+    "Rotated by 25 degrees",  # the photo test's rotation (tests/test_align.py)
+    "on a 640 px copy of",  # the colour test's photo size (tests/test_colour.py)
     "(CC BY 4.0)",  # a licence
     "x86-64",  # an architecture name
     "(Regulation (EU) 2024/1689, Article 5(1)(f))",  # a legal reference (Privacy and data)

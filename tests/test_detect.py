@@ -155,6 +155,7 @@ def test_analyze_shows_each_faces_detection_score():
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and all(" score 0.9" in line for line in lines), lines
     r = subprocess.run([emod, "analyze", "--json", str(photo)], capture_output=True, text=True, timeout=120)
-    (frame,) = [json.loads(line) for line in r.stdout.splitlines()]
+    (record,) = [json.loads(line) for line in r.stdout.splitlines()]
+    (frame,) = record["frames"]
     assert frame["detector"] == "yunet" and frame["detect_ms"] > 0
     assert [f"{f['score']:.2f}" for f in frame["faces"]] == [line.split(" score ")[1][:4] for line in lines]

@@ -37,13 +37,22 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def analyze(paths: list[Path], detector: str, model: str, config: str | None) -> list[dict]:
-    """The JSON lines of ``emod analyze --json --model MODEL PATHS`` with the given detector; raises on failure."""
+    """One record per analysed frame (``path``, ``faces``, ``detect_ms``...) from ``emod analyze --json --model MODEL
+    PATHS`` with the given detector; raises on failure."""
     env = dict(os.environ, EMOD_INFER_DETECTOR=detector)
     cmd = [str(BIN / "emod"), "analyze", "--json", "--model", model, *(["--config", config] if config else []), *map(str, paths)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-500:]}")
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    out = []
+    for line in r.stdout.splitlines():
+        if not line.strip():
+            continue
+        obj = json.loads(line)
+        # one object per input with a "frames" list (older emod: one object per frame)
+        for fr in obj.get("frames", [obj]):
+            out.append(dict(fr, path=obj["path"]))
+    return out
 
 
 def summarise_video(name: str, lines: list[dict]) -> dict:

@@ -26,6 +26,20 @@ def test_shipped_model_verifies_and_keeps_label_order(name, monkeypatch):
     assert 0.5 < private["accuracy"] < 1.0  # a trained classifier: chance is 1/7 (25 % for the majority label)
 
 
+@pytest.mark.parametrize("name", ["full", "quant"])
+def test_shipped_models_are_trained_on_ferplus_and_record_both_label_sets(name, monkeypatch):
+    """The manifest says FER+ and holds the FER+ PrivateTest figures that tools/evaluate.py --labels ferplus wrote."""
+    monkeypatch.delenv("EMOD_MODELS_DIR", raising=False)
+    m = registry.find(name).manifest
+    assert m["trained_on"] == "ferplus"
+    fp = m["metrics"]["private_ferplus"]
+    report = json.loads((DOCS / f"eval-{name}-ferplus.json").read_text())
+    assert report["label_set"] == fp["labels"] == "ferplus" and fp["n"] == report["n"] == 3518
+    assert fp["accuracy"] == pytest.approx(report["accuracy"], abs=5e-4)
+    assert fp["cross_entropy"] == pytest.approx(report["cross_entropy"], abs=5e-4)
+    assert fp["accuracy"] > 0.75  # the FER2013-only pair scored 0.667 here
+
+
 def test_full_and_quant_agree_on_private_test_faces(monkeypatch):
     """The pruned int8 model stands in for the full one: same top label on >= 95 % of 400 PrivateTest faces."""
     import cv2

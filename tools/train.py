@@ -69,7 +69,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def save_model_dir(model, prep: Preprocess, path: Path, trained_on: str) -> None:
+def save_model_dir(model, prep: Preprocess, path: Path, trained_on: str = "fer2013") -> None:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path), safe_serialization=True)
     (path / "preprocessor_config.json").write_text(

@@ -107,3 +107,15 @@ def test_rejects_non_bgr_frame():
     """A frame that is not H x W x 3 uint8 raises ValueError."""
     with pytest.raises(ValueError):
         draw(np.zeros((480, 640), np.uint8), [], INFO)
+
+
+def test_bar_panel_moves_off_a_face_in_the_top_right():
+    """A face under the top-right corner keeps its pixels: the bar panel goes to the corner covering the least face."""
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    before = frame.copy()
+    face = (440, 30, 180, 200)  # where the panel would sit
+    draw(frame, [make_track(1, face, "happy")], INFO)
+    diff = changed(before, frame)
+    x, y, bw, bh = face
+    assert not diff[y + 20: y + bh - 20, x + 20: x + bw - 20].any(), "face interior covered"
+    assert diff[300:, 440:].mean() > 0.3, "panel in the bottom-right corner instead"

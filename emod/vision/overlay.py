@@ -8,9 +8,10 @@ overlay stays legible at 640x480 and 1280x720 alike.  Layout:
   ``#id label 87%`` above it (inside the frame when the box touches the top);
   tracks that were missed this update (``visible=False``) get a thin box;
 * a header at the top-left: ``fps | infer ms | model | watts``;
-* a translucent panel at the top-right, under the header row, with 7 labelled
-  bars of the smoothed probabilities of the largest visible face (outlined bar:
-  the smoothed label).  Faces are drawn last so they stay on top of the panels.
+* a translucent panel with 7 labelled bars of the smoothed probabilities of the
+  largest visible face (outlined bar: the smoothed label), in the corner that covers
+  the least face area (top-right under the header row first, then bottom-right,
+  bottom-left, top-left). Faces are drawn last so they stay on top of the panels.
 """
 
 from __future__ import annotations
@@ -87,7 +88,21 @@ def _draw_track(frame: np.ndarray, tr: Track, scale: float, thick: int) -> None:
     _text(frame, caption, (left + pad, top + pad + th), scale, thick, _BLACK)
 
 
-def _draw_bars(frame: np.ndarray, tr: Track, scale: float, thick: int, y0: int) -> None:
+def _overlap(a: tuple[int, int, int, int], b: Sequence[float]) -> float:
+    """Area shared by rectangle ``a`` (x0, y0, x1, y1) and box ``b`` (x, y, w, h), in pixels."""
+    w = min(a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)
+
+
+def _panel_origin(w: int, h: int, pw: int, ph: int, pad: int, top: int, boxes: Sequence[Sequence[float]]) -> tuple[int, int]:
+    """Top-left corner for a pw x ph panel: the first of four corners covering the least face area."""
+    corners = [(w - pw - pad, top), (w - pw - pad, h - ph - pad), (pad, h - ph - pad), (pad, top)]
+    return min(corners, key=lambda c: sum(_overlap((c[0], c[1], c[0] + pw, c[1] + ph), b) for b in boxes))
+
+
+def _draw_bars(frame: np.ndarray, tr: Track, scale: float, thick: int, y0: int,
+               boxes: Sequence[Sequence[float]] = ()) -> None:
     h, w = frame.shape[:2]
     s = h / 480.0
     fs = scale * 0.85
@@ -100,7 +115,7 @@ def _draw_bars(frame: np.ndarray, tr: Track, scale: float, thick: int, y0: int) 
     title = f"#{tr.id} {tr.smoothed.label}"
     panel_w = name_w + bar_w + val_w + 4 * pad
     panel_h = row * (len(LABELS) + 1) + 2 * pad
-    x0 = w - panel_w - pad
+    x0, y0 = _panel_origin(w, h, panel_w, panel_h, pad, y0, boxes)
     _blend_rect(frame, x0, y0, x0 + panel_w, y0 + panel_h)
     _text(frame, title, (x0 + pad, y0 + pad + th), fs, thick)
     probs = np.clip(np.asarray(tr.smoothed.probs, dtype=np.float64), 0.0, 1.0)
@@ -135,7 +150,7 @@ def draw(frame_bgr: np.ndarray, tracks: Sequence[Track], info: Mapping[str, Any]
     shown = [t for t in tracks if t.visible] or list(tracks)
     if shown:
         largest = max(shown, key=lambda t: t.box[2] * t.box[3])
-        _draw_bars(frame_bgr, largest, scale, thick, th + base + 3 * pad)
+        _draw_bars(frame_bgr, largest, scale, thick, th + base + 3 * pad, [t.box for t in tracks])
 
     # faces last, so their boxes and captions stay readable over the panels
     for tr in tracks:

@@ -50,13 +50,17 @@ def open_receiver(args):
         if _preview_disabled(rundir):
             from emod.viewer.receiver import PREVIEW_DISABLED
 
-            msg = PREVIEW_DISABLED
             if not args.http:
-                raise FileNotFoundError(msg)
+                raise PreviewDisabled(PREVIEW_DISABLED)
+            msg = PREVIEW_DISABLED
         if args.snapshot:
             raise FileNotFoundError(msg)
         print(f"emod-view: {msg}; waiting for it", file=sys.stderr)  # a long-running viewer attaches when emod starts
     return Receiver(bus.connect(ctx, zmq.SUB, rundir, protocol.PREVIEW, hwm=2, topic=b"preview"))
+
+
+class PreviewDisabled(RuntimeError):
+    """The daemon answers but runs with display.preview = false: a failure (exit 1), not "unreachable"."""
 
 
 def _preview_disabled(rundir) -> bool:
@@ -260,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             return _die("no display (DISPLAY and WAYLAND_DISPLAY are unset): use --snapshot FILE or --http [HOST:]PORT")
     try:
         rx = open_receiver(args)
+    except PreviewDisabled as e:
+        return _die(str(e), protocol.EXIT_FAILURE)
     except (FileNotFoundError, ValueError) as e:
         return _die(str(e), protocol.EXIT_USAGE if isinstance(e, ValueError) else protocol.EXIT_UNREACHABLE)
     try:

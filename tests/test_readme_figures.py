@@ -145,7 +145,7 @@ FIGURES = [
     "then {train-full-stage2:args.epochs:d} epochs from it at a gentler 6e-4 (PublicTest "
     "{train-full-stage2:100*best_public_acc:.1f} %",
     # Getting emotions out: tools/bench_outputs.py
-    "On this {outputs-bench:machine.cpu_count:d}-core machine, shared with other jobs (load average "
+    "On this {outputs-bench:machine.cpu_count:d}-core machine (load average "
     "{outputs-bench:machine.loadavg.0:.1f} before, {outputs-bench:machine.loadavg_after.0:.1f} after), "
     "{outputs-bench:scenario.pairs:d} pairs of {outputs-bench:scenario.seconds:.0f}-second windows, medians over the windows:",
     "| nothing subscribed | {outputs-bench:summary.off.processed_fps:.1f} | {outputs-bench:summary.off.latency_p95_ms:.0f} ms |",

@@ -77,30 +77,28 @@ def _check(path: Path, st: os.stat_result, what: str) -> None:
                          f"{_group_name(st.st_gid) or st.st_gid} (mode {mode:04o}): chmod g-w {path}")
 
 
-def check_dir(path: str | os.PathLike, what: str = "directory") -> Path:
-    """``path`` if it is a safe directory (see the module docstring); :class:`UnsafePath` or FileNotFoundError else."""
-    p = Path(path)
+def _check_entry(p: Path, what: str, is_kind, kind: str, symlink_hint: str = "") -> Path:
+    """``p`` if lstat says it is ``kind`` (not a symlink) with a safe owner and mode; :class:`UnsafePath` else."""
     st = os.lstat(p)
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafePath(f"{what} {p} is a symlink (to {os.readlink(p)}, owner {_user(st.st_uid)}): "
-                         f"emod refuses it; remove it or point emod at the real directory")
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafePath(f"{what} {p} (owner {_user(st.st_uid)}) is not a directory")
+        raise UnsafePath(f"{what} {p} is a symlink (to {os.readlink(p)}, owner {_user(st.st_uid)}): emod refuses it{symlink_hint}")
+    if not is_kind(st.st_mode):
+        raise UnsafePath(f"{what} {p} (owner {_user(st.st_uid)}) is not {kind}")
     _check(p, st, what)
     return p
+
+
+def check_dir(path: str | os.PathLike, what: str = "directory") -> Path:
+    """``path`` if it is a safe directory (see the module docstring); :class:`UnsafePath` or FileNotFoundError else."""
+    return _check_entry(Path(path), what, stat.S_ISDIR, "a directory",
+                        "; remove it or point emod at the real directory")
 
 
 def check_file(path: str | os.PathLike, what: str = "file") -> Path:
     """``path`` if it is a regular file, not a symlink, with a safe owner and mode; the directory is checked too."""
     p = Path(path)
     check_dir(p.parent, f"directory of {what}")
-    st = os.lstat(p)
-    if stat.S_ISLNK(st.st_mode):
-        raise UnsafePath(f"{what} {p} is a symlink (to {os.readlink(p)}, owner {_user(st.st_uid)}): emod refuses it")
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafePath(f"{what} {p} (owner {_user(st.st_uid)}) is not a regular file")
-    _check(p, st, what)
-    return p
+    return _check_entry(p, what, stat.S_ISREG, "a regular file")
 
 
 def ensure_dir(path: str | os.PathLike, what: str = "directory") -> Path:

@@ -99,7 +99,6 @@ class Targets:
     """Labels for one run: hard FER2013 classes, or FER+ vote distributions (with the votes for scoring)."""
 
     def __init__(self, kind: str, data: fer2013.FerSplit, root: Path, fer2013_votes: float = 0.0):
-        self.kind = kind
         self.fer2013_votes = fer2013_votes
         self.votes = None
         if kind == "ferplus":
@@ -150,13 +149,12 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     train, report = fer2013.clean_training_set(data)
-    if targets.votes is not None:  # FER+: join by path, drop images whose majority is not ours (counted)
-        _, vote_report = targets.joined.usable()
-        print(f"FER+ votes: {vote_report.as_dict()}", flush=True)
-        keep_names = set(data.names[targets.usable(np.ones(len(data), bool))].tolist())
-        train = train.select(np.isin(train.names, list(keep_names)))
     name_index = {n: i for i, n in enumerate(data.names.tolist())}
     rows = lambda split: np.array([name_index[n] for n in split.names.tolist()], np.int64)  # noqa: E731
+    if targets.votes is not None:  # FER+: joined by path; images whose majority is not ours are dropped (counted)
+        usable, vote_report = targets.joined.usable()
+        print(f"FER+ votes: {vote_report.as_dict()}", flush=True)
+        train = train.select(usable[rows(train)])
     public_mask = targets.usable(data.usage == "public")
     public, private = data.select(public_mask), data.subset("private")
     if args.limit:
@@ -168,11 +166,12 @@ def main(argv=None) -> int:
     prep = Preprocess(args.input_size, args.channels)
     xt = np.stack([prep.resize(im) for im in train.images])
     xp = np.stack([prep.resize(im) for im in public.images])
-    yt = targets.train_targets(rows(train), train.labels)
+    train_rows, public_rows = rows(train), rows(public)
+    yt = targets.train_targets(train_rows, train.labels)
 
     model = build(args.input_size, args.channels, args.width, pretrained=args.pretrained).to(device)
     model = model.to(memory_format=torch.channels_last)
-    class_w = class_weights(train.labels if targets.votes is None else ferplus.majority_label(targets.votes[rows(train)]),
+    class_w = class_weights(train.labels if targets.votes is None else ferplus.majority_label(targets.votes[train_rows]),
                             args.class_weight_power)
 
     steps_per_epoch = math.ceil(len(xt) / args.batch_size)
@@ -196,7 +195,7 @@ def main(argv=None) -> int:
                                                 args.label_smoothing, scaler, desc=f"epoch {epoch + 1}/{args.epochs}",
                                                 progress=not args.no_progress)
         lp = evaluate_logits(model, xp, prep, device)
-        pub_loss, pub_acc = targets.score(lp, rows(public), public.labels)
+        pub_loss, pub_acc = targets.score(lp, public_rows, public.labels)
         h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,
              "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
         history.append(h)
@@ -211,7 +210,7 @@ def main(argv=None) -> int:
         plot_curves(history, out / "curves.png")
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
-    last_acc = targets.score(evaluate_logits(model, xp, prep, device), rows(public), public.labels)[1]
+    last_acc = targets.score(evaluate_logits(model, xp, prep, device), public_rows, public.labels)[1]
     if last_acc > best:
         print(f"last epoch's weights beat the selected ones on PublicTest: {last_acc:.4f} > {best:.4f}", flush=True)
         best = last_acc

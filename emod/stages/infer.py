@@ -40,6 +40,7 @@ class InferStage(Stage):
         self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.RESULTS, self.log)  # results_bind, or None
         self.control = bus.bind(self.ctx, zmq.ROUTER, self.rundir, protocol.INFER_CONTROL, hwm=100)
         self.last_seq = 0
+        self.first_rx_seq = None  # the first frame this process received: frames before it were sent to nobody
         self.processed = self.dropped = self.faces = self.faces_dropped = 0
         self.rate = RateMeter()
         self.face_rate = RateMeter()
@@ -129,8 +130,9 @@ class InferStage(Stage):
         h, payload = got
         t_start = time.monotonic()
         seq = h["seq"]
-        if self.last_seq and seq > self.last_seq + 1:
-            self.dropped += seq - self.last_seq - 1
+        base = self.last_seq or self.first_rx_seq - 1  # frames received but skipped before the first one count too
+        if seq > base + 1:
+            self.dropped += seq - base - 1
         self.last_seq = seq
         frame = np.frombuffer(payload.buffer, np.uint8).reshape(h["shape"])
         faces, detect_ms, classify_ms = self.pipeline.process(frame)
@@ -182,6 +184,8 @@ class InferStage(Stage):
                 if self.frames_remote:  # captured on another host: its monotonic clock means nothing here
                     h["t_mono"] = remote.local_mono(h)
                 self._learn_interval(h)
+                if self.first_rx_seq is None:
+                    self.first_rx_seq = h["seq"]
                 newest = (h, payload)
             if newest is None:
                 if end is not None:  # applied only with no frame in hand (it repeats every second)

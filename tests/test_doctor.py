@@ -81,6 +81,20 @@ def test_doctor_names_a_numpy_abi_clash(tmp_path, tiny_models) -> None:
     assert "constraints/pi-" in abi["fix"] and "scipy" in abi["details"]["failed"]
 
 
+def test_doctor_survives_a_library_that_crashes_python_on_import(tmp_path, tiny_models) -> None:
+    """An onnxruntime that kills the interpreter on import (as 1.28+ beside numpy 1.x on arm64): named, fix given, exit 1."""
+    fake = tmp_path / "fake"
+    (fake / "onnxruntime").mkdir(parents=True)
+    (fake / "onnxruntime" / "__init__.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    rc, checks = doctor(tmp_path, tiny_models, pythonpath=[fake])
+    py, models = checks["python"], checks["models"]
+    assert rc == 1 and py["status"] == "fail", py
+    assert "onnxruntime (the import crashed Python (signal 11))" in py["verdict"], py
+    assert "constraints/pi-" in py["fix"] and py["details"]["numpy"] and py["details"]["cv2"]
+    assert models["status"] == "fail" and "onnxruntime" in models["verdict"], models
+    assert checks["config"]["status"] == "ok"  # the checks after it still ran
+
+
 def test_doctor_sees_what_the_service_cannot(tmp_path, tiny_models) -> None:
     """An installed unit whose venv is under /home and whose config is in /tmp fails, naming ProtectHome and PrivateTmp."""
     units = tmp_path / "units"

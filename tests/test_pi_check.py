@@ -32,3 +32,19 @@ def test_every_release_has_a_constraints_file() -> None:
     for release, major in zip(pi_check.RELEASES, ("numpy<2", "numpy>=2,<3")):
         lines = [ln.strip() for ln in (REPO / "constraints" / f"pi-{release}.txt").read_text().splitlines()]
         assert major in lines, (release, lines)
+
+
+def test_analyze_output_is_compared_by_file_frame_box_and_label() -> None:
+    """The key pi-check compares between arm64 and x86 comes from real `emod analyze --json` output."""
+    import subprocess
+
+    shared = REPO.parent / "shared" / "media"
+    photo, missing = shared / "photos" / "obama.jpg", shared / "photos" / "no-such-photo.jpg"
+    out = subprocess.run([sys.executable, "-m", "emod.cli.main", "analyze", "--json", str(photo), str(missing)],
+                         capture_output=True, text=True, timeout=300).stdout
+    key = pi_check.analyze_key(out)
+    assert key[0][:2] == ("obama.jpg", 0) and len(key[0][2]) == 1
+    box, label = key[0][2][0]
+    assert len(box) == 4 and label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert key[1][:2] == ("no-such-photo.jpg", "error")
+    assert pi_check.analyze_key(out) == key and pi_check.analyze_key("") == []

@@ -198,9 +198,21 @@ def faces_sample(n: int = FACES) -> np.ndarray:
     return select(fer2013.load(SHARED / "data" / "fer2013"), "private", n).images
 
 
-def _analyze_key(stdout: str) -> list:
-    rows = [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
-    return [(Path(r["path"]).name, r["frame"], [(tuple(f["box"]), f["label"]) for f in r["faces"]]) for r in rows]
+def analyze_key(stdout: str) -> list:
+    """``emod analyze --json`` output (one object per input) -> [(file name, frame index, [(box, label), ...]), ...].
+
+    An input that failed is one row ``(name, "error", message)``, so two runs agree only if they fail alike.
+    """
+    key = []
+    for ln in stdout.splitlines():
+        if not ln.startswith("{"):
+            continue
+        r = json.loads(ln)
+        name = Path(r["path"]).name
+        if "error" in r:
+            key.append((name, "error", r["error"]))
+        key += [(name, fr["index"], [(tuple(f["box"]), f["label"]) for f in fr["faces"]]) for fr in r.get("frames", [])]
+    return key
 
 
 def _compare(a: dict, b: dict, model: str) -> dict:
@@ -274,10 +286,10 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
         rc_a, out_a = root.out(f".venv/bin/emod analyze --json --every 5 {' '.join(rel)}", timeout=3600)
         secs["analyze"] = round(time.monotonic() - t0, 1)
         rc_x, out_x = x86(["-m", "emod.cli.main", "analyze", "--json", "--every", "5", *map(str, [*photos, clip])], clone, log, 1800)
-        ka, kx = _analyze_key(out_a), _analyze_key(out_x)
+        ka, kx = analyze_key(out_a), analyze_key(out_x)
         res["analyze_ok"] = rc_a == 0 and rc_x == 0 and bool(kx) and ka == kx
         res["analyze_frames"] = len(kx)
-        res["analyze_faces"] = sum(len(k[2]) for k in kx)
+        res["analyze_faces"] = sum(len(k[2]) for k in kx if k[1] != "error")
         if not res["analyze_ok"]:
             res["analyze_diff"] = [[a, x] for a, x in zip(ka, kx) if a != x][:5] or f"exit {rc_a}/{rc_x}, {len(ka)} vs {len(kx)} frames"
         # emod run on the demo clip

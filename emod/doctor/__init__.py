@@ -47,6 +47,7 @@ class Context:
     config_error: str | None
     unit_dir: Path
     user: str = "emod"  # the service's user (install-systemd creates it)
+    broken_imports: dict = field(default_factory=dict)  # {module: error} from the python check; later checks avoid them
 
 
 @dataclass(frozen=True)

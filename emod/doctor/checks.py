@@ -5,7 +5,6 @@ Camera checks are in :mod:`emod.doctor.camera`, directory/config/service checks 
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import json
 import mmap
@@ -44,18 +43,50 @@ def _system_numpy() -> list[tuple[str, str]]:
     return found
 
 
+_IMPORT_VERSIONS = """
+import importlib, sys
+for mod in sys.argv[1:]:
+    print(mod, flush=True)  # a crash right after this line names the module
+    try:
+        print("version", importlib.import_module(mod).__version__, flush=True)
+    except BaseException as e:
+        print("error", f"{type(e).__name__}: {e}".splitlines()[0], flush=True)
+"""
+_INSTALL_FIX = ("sudo .venv/bin/pip install -c constraints/pi-$(. /etc/os-release && echo $VERSION_CODENAME).txt -e .  "
+                "(in /opt/emod; see README: Install on a Raspberry Pi 5)")
+
+
+def import_versions(mods: tuple[str, ...] = ("numpy", "cv2", "onnxruntime")) -> tuple[dict, dict]:
+    """Import MODS in a child Python, in order: ({module: version}, {module: error}).
+
+    A child, because an extension built for another numpy can crash the interpreter (SIGSEGV)
+    instead of raising: the module being imported then is reported as having crashed it, and
+    the ones after it are not tried.
+    """
+    r = subprocess.run([sys.executable, "-c", _IMPORT_VERSIONS, *mods], capture_output=True, text=True, timeout=300)
+    versions, errors, current = {}, {}, None
+    for line in r.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "version" and current:
+            versions[current], current = rest, None
+        elif kind == "error" and current:
+            errors[current], current = rest, None
+        elif line in mods:
+            current = line
+    if r.returncode != 0:
+        how = f"signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
+        errors[current or "python"] = f"the import crashed Python ({how})"
+    return versions, errors
+
+
 def check_versions(ctx: Context) -> Result:
     details: dict = {"python": platform.python_version(), "executable": sys.executable,
                      "venv": sys.prefix != sys.base_prefix, "machine": platform.machine()}
-    broken = []
-    for mod in ("numpy", "cv2", "onnxruntime"):
-        try:
-            details[mod] = importlib.import_module(mod).__version__
-        except Exception as e:
-            broken.append(f"{mod} ({type(e).__name__}: {e})")
-    if broken:
-        return fail("cannot import " + ", ".join(broken), "sudo .venv/bin/pip install -c constraints/pi-$(. /etc/os-release "
-                    "&& echo $VERSION_CODENAME).txt -e .  (in /opt/emod; see README: Install on a Raspberry Pi 5)", **details)
+    versions, errors = import_versions()
+    details.update(versions)
+    ctx.broken_imports = dict(errors)
+    if errors:
+        return fail("cannot import " + ", ".join(f"{m} ({e})" for m, e in errors.items()), _INSTALL_FIX, **details)
     details["system_numpy"] = dict((d, v) for d, v in _system_numpy())
     verdict = (f"Python {details['python']} ({details['machine']}), numpy {details['numpy']}, OpenCV {details['cv2']}, "
                f"onnxruntime {details['onnxruntime']}")
@@ -158,6 +189,8 @@ def check_power(ctx: Context) -> Result:
 
 
 def check_models(ctx: Context) -> Result:
+    if ctx.broken_imports:  # loading a model imports them in this process: a crash would end the doctor
+        return fail("not tried: " + ", ".join(ctx.broken_imports) + " cannot be imported (see the python check)", _INSTALL_FIX)
     import numpy as np
 
     from emod.models import registry

@@ -59,22 +59,31 @@ def test_a_variable_frame_rate_file_is_paced_by_its_own_timestamps(short_tmp) ->
 
 
 def test_a_constant_rate_clip_carries_media_time_too(short_tmp) -> None:
-    """The daemon's own clip: frame k carries t_media = k / 29.97 s."""
+    """The daemon's own clip: frame k (``seq`` k + 1) carries t_media = k / 29.97 s.
+
+    Frames are matched by ``seq``: the frame bus keeps no backlog, so a subscriber that falls
+    behind on a loaded machine may miss one, by design.
+    """
     if not HAMILTON.is_file():
         pytest.skip(f"{HAMILTON} is absent")
     stage, log, sub = capture_stage(short_tmp, str(HAMILTON))
     stage.cfg.capture.realtime = False
-    got = []
+    got = []  # (seq, t_media)
     try:
-        while len(got) < 30:
+        while stage.seq < 30:
             stage.step()
             while sub.poll(0):
                 topic, h, _ = protocol.decode(sub.recv_multipart())
-                got.append(h["t_media"])
+                got.append((h["seq"], h["t_media"]))
+        while sub.poll(500):
+            topic, h, _ = protocol.decode(sub.recv_multipart())
+            got.append((h["seq"], h["t_media"]))
     finally:
         stage.teardown()
         sub.close()
-    assert got[:30] == pytest.approx([k / 29.97 for k in range(30)], abs=0.002)
+    seqs = [s for s, _ in got]
+    assert len(got) >= 20 and seqs == sorted(set(seqs)), seqs
+    assert [t for _, t in got] == pytest.approx([(s - 1) / 29.97 for s in seqs], abs=0.002)
 
 
 def test_analyze_gives_each_video_frame_its_media_time(short_tmp, tiny_models) -> None:

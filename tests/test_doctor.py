@@ -95,6 +95,17 @@ def test_doctor_survives_a_library_that_crashes_python_on_import(tmp_path, tiny_
     assert checks["config"]["status"] == "ok"  # the checks after it still ran
 
 
+def test_doctor_needs_no_web_libraries(tmp_path, tiny_models) -> None:
+    """The Pi install has no aiohttp/argon2 (they come with [full]): every check still runs (seen by make pi-check)."""
+    blocked = tmp_path / "blocked"
+    for mod in ("aiohttp", "argon2"):
+        (blocked / mod).mkdir(parents=True)
+        (blocked / mod / "__init__.py").write_text(f"raise ImportError('{mod} is not installed')\n")
+    rc, checks = doctor(tmp_path, tiny_models, pythonpath=[blocked])
+    assert all("the check itself failed" not in c["verdict"] for c in checks.values()), checks
+    assert checks["security"]["status"] == "ok", checks["security"]
+
+
 def test_doctor_sees_what_the_service_cannot(tmp_path, tiny_models) -> None:
     """An installed unit whose venv is under /home and whose config is in /tmp fails, naming ProtectHome and PrivateTmp."""
     units = tmp_path / "units"

@@ -48,3 +48,38 @@ def test_analyze_output_is_compared_by_file_frame_box_and_label() -> None:
     assert len(box) == 4 and label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert key[1][:2] == ("no-such-photo.jpg", "error")
     assert pi_check.analyze_key(out) == key and pi_check.analyze_key("") == []
+
+
+def test_analyze_runs_are_compared_face_by_face() -> None:
+    """A box a few pixels off still pairs; a label flip counts only as a close call when x86 was unsure."""
+    import json
+    import subprocess
+
+    photo = REPO.parent / "shared" / "media" / "photos" / "obama_and_biden.jpg"
+    x86 = subprocess.run([sys.executable, "-m", "emod.cli.main", "analyze", "--json", str(photo)],
+                         capture_output=True, text=True, timeout=300).stdout
+    same = pi_check.compare_analyze(x86, x86)
+    assert same["identical"] and same["ok"] and same["faces"] >= 2 and same["label_differences"] == 0
+
+    def edit(fn) -> str:
+        r = json.loads(x86)
+        fn(r["frames"][0]["faces"])
+        return json.dumps(r) + "\n"
+
+    def nudge(faces):
+        faces[0]["box"][0] += 2
+
+    moved = pi_check.compare_analyze(edit(nudge), x86)
+    assert moved["ok"] and not moved["identical"] and moved["min_iou"] < 1.0
+
+    def flip_sure(faces):  # the face x86 is surest of gets another label
+        f = max(faces, key=lambda f: max(f["probs"]))
+        f["label"] = "angry" if f["label"] != "angry" else "sad"
+
+    flipped = pi_check.compare_analyze(edit(flip_sure), x86)
+    assert not flipped["ok"] and flipped["label_differences"] == 1 and flipped["close_calls"] == 0
+
+    def drop(faces):
+        faces.pop()
+
+    assert not pi_check.compare_analyze(edit(drop), x86)["ok"]

@@ -13,7 +13,8 @@ import pytest
 
 from _fixtures import BIN, free_port, short_tmp  # noqa: F401
 from _web import View, request
-from emod.viewer.http import is_loopback, parse_listen
+from emod.netaddr import is_loopback
+from emod.viewer.http import parse_listen
 
 PASSWORD = "correct horse battery"
 DATA_PATHS = ["/", "/stream.mjpg", "/snapshot.jpg", "/stats.json", "/history.json", "/api/stats", "/api/emotions",

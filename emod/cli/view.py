@@ -131,7 +131,7 @@ def window(rx, timeout: float) -> int:
 def _http_security(args, host: str):
     """(credentials or None, ssl context or None) for --http; ValueError naming the fix when unusable."""
     from emod.viewer import auth
-    from emod.viewer.http import is_loopback
+    from emod.netaddr import is_loopback
 
     ssl_context = None
     if bool(args.tls_cert) != bool(args.tls_key):

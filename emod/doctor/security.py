@@ -17,7 +17,7 @@ from emod.doctor import Context, Result, fail, ok
 def check_security(ctx: Context) -> Result:
     from emod import bus, dirs
     from emod.viewer.auth import default_passwd_file
-    from emod.viewer.http import is_loopback
+    from emod.netaddr import is_loopback
 
     problems, fixes = [], []
     rundir, state = bus.runtime_dir(ctx.cfg.daemon.runtime_dir or None), bus.state_dir(ctx.cfg.daemon.state_dir or None)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import ipaddress
 import json
 import time
 from importlib import resources
@@ -63,16 +62,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not 0 <= p <= 65535:
         raise ValueError(f"port {p} is out of range")
     return host, p
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``; a name or a wildcard (0.0.0.0, ::) is not loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _web_file(name: str) -> bytes:

@@ -62,7 +62,7 @@ def setup(stage: str, fmt: str = "auto", level: str = "info") -> structlog.stdli
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),  # one write per line: stages share one pipe
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

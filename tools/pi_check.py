@@ -15,7 +15,7 @@ machine's result computed now with the same commit:
 - ``numpy_abi_ok``: ``import scipy.ndimage`` (apt's, numpy-compiled) works in the venv;
 - ``install_ok``: every install command exited 0 and ``emod --help`` runs;
 - ``analyze_ok``: ``emod analyze --json`` on the shared photos and one clip finds the same faces (boxes
-  at IoU >= 0.8: YuNet is a float network in OpenCV, whose kernels differ by CPU and version) with the
+  at IoU >= 0.5: YuNet is a float network in OpenCV, whose kernels differ by CPU and version) with the
   same labels, except where x86's top two probabilities are within 0.1 (``analyze.identical``: exactly the same);
 - ``quant_agreement`` / ``quant_max_abs_diff``: ``quant`` on 400 seeded PrivateTest faces, top-label
   agreement and largest absolute probability difference (``quant_tensor_identical``: same input tensor);
@@ -58,7 +58,7 @@ HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 HOST_CA_IN_ROOT = "/etc/ssl/certs/pi-check-host-ca.crt"
 PI5_CPU = "cortex-a76"  # the Raspberry Pi 5's core (BCM2712): qemu-user emulates it instead of its default "max"
 LABEL_MARGIN = 0.1  # analyze_ok: labels must agree where x86's top probability leads the second by at least this
-BOX_IOU = 0.8  # analyze_ok: each arm64 box overlaps its x86 box at least this much
+BOX_IOU = 0.5  # analyze_ok: each arm64 box overlaps its x86 box at least this much (the usual detection-matching IoU)
 
 
 class SetupError(RuntimeError):

@@ -151,7 +151,9 @@ class Root:
             shutil.rmtree(self.path)
         _must(["cp", "-a", "--reflink=auto", str(cache / release), str(self.path)])
         self.mounts = []
-        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("/sys", "sys", ["--rbind"]), ("/dev", "dev", ["--rbind"]),
+        # no /sys: under qemu-user the root would see this x86 host's /sys/devices/system/cpu, and onnxruntime >= 1.28
+        # (its cpuinfo) crashes on import reading it (measured: 1.32 imports without it, SIGSEGVs with it); a Pi has its own
+        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--rbind"]),
                                (str(SHARED / "media"), MEDIA[1:], ["--bind", "-o", "ro"]), (str(bare), SRC[1:], ["--bind"])):
             target = self.path / dst
             target.mkdir(parents=True, exist_ok=True)

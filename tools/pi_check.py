@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emod.vision.track import iou
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RELEASES = ("bookworm", "trixie")
@@ -210,8 +212,12 @@ def analyze_key(stdout: str) -> list:
 
     An input that failed is one row ``(name, "error", message)``, so two runs agree only if they fail alike.
     """
+    return _key(_analyze_rows(stdout))
+
+
+def _key(rows: list) -> list:
     return [(name, idx, [(tuple(f["box"]), f["label"]) for f in faces]) if idx != "error" else (name, idx, faces)
-            for name, idx, faces in _analyze_rows(stdout)]
+            for name, idx, faces in rows]
 
 
 def _analyze_rows(stdout: str) -> list:
@@ -227,13 +233,6 @@ def _analyze_rows(stdout: str) -> list:
     return rows
 
 
-def _iou(a, b) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
-
-
 def compare_analyze(arm_stdout: str, x86_stdout: str) -> dict:
     """Compare two ``emod analyze --json`` runs face by face.
 
@@ -245,7 +244,7 @@ def compare_analyze(arm_stdout: str, x86_stdout: str) -> dict:
     every label difference a close call.
     """
     ra, rx = _analyze_rows(arm_stdout), _analyze_rows(x86_stdout)
-    out = {"frames": len(rx), "faces": 0, "identical": analyze_key(arm_stdout) == analyze_key(x86_stdout) and bool(rx),
+    out = {"frames": len(rx), "faces": 0, "identical": _key(ra) == _key(rx) and bool(rx),
            "same_faces": bool(rx) and [r[:2] for r in ra] == [r[:2] for r in rx], "min_iou": 1.0,
            "label_differences": 0, "close_calls": 0}
     for (_, idx, fa), (name, _, fx) in zip(ra, rx):
@@ -256,13 +255,13 @@ def compare_analyze(arm_stdout: str, x86_stdout: str) -> dict:
         if len(fa) != len(fx):
             out["same_faces"] = False
             continue
-        pairs = sorted(((_iou(a["box"], x["box"]), i, j) for i, a in enumerate(fa) for j, x in enumerate(fx)), reverse=True)
+        pairs = sorted(((iou(a["box"], x["box"]), i, j) for i, a in enumerate(fa) for j, x in enumerate(fx)), reverse=True)
         used_a, used_x = set(), set()
-        for iou, i, j in pairs:
+        for overlap, i, j in pairs:
             if i in used_a or j in used_x:
                 continue
             used_a.add(i), used_x.add(j)
-            out["min_iou"] = min(out["min_iou"], round(iou, 3))
+            out["min_iou"] = min(out["min_iou"], round(overlap, 3))
             if fa[i]["label"] != fx[j]["label"]:
                 out["label_differences"] += 1
                 top2 = sorted(fx[j]["probs"], reverse=True)[:2]

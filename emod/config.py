@@ -58,10 +58,10 @@ class Infer:
     model: str = opt("quant", "Model name from the registry (emod-ctl models); a persisted set-model choice overrides it.")
     detector: str = opt("yunet", "Face detector: yunet (bundled with emod; colour, landmarks) or haar (OpenCV's frontal-face "
                         "cascade; see README: Face detectors).", ("yunet", "haar"))
-    yunet_model: str = opt("", "YuNet ONNX file for the yunet detector; empty: the bundled, SHA-256-checked "
-                           "face_detection_yunet_2023mar.onnx.")
+    yunet_model: str = opt("", "YuNet 2023mar ONNX file for the yunet detector; empty: the bundled, SHA-256-checked "
+                           "face_detection_yunet_2023mar_anysize.onnx.")
     yunet_score: float = opt(0.6, "YuNet: smallest face score kept (0..1; lower finds more faces and more false ones, see README: Face detectors).")
-    detect_width: int = opt(320, "Frames are downscaled to this width for face detection.")
+    detect_width: int = opt(320, "Face detection sees each frame shrunk by the largest whole factor that keeps it at least this wide (1280 -> 320, 1000 -> 333).")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
     haar_cascades: str = opt("default", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "

@@ -1,13 +1,19 @@
 """Face detection: the bundled YuNet (default) and Haar on real photos, the model's integrity check, and sane boxes."""
 
 import dataclasses
+import hashlib
+import json
 import math
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+import emod
 from _fixtures import HAMILTON
 from emod.config import Infer
 from emod.models.registry import ModelError
@@ -16,6 +22,9 @@ from emod.vision.detect import HaarDetector, YuNetDetector, from_config, sanitiz
 
 PHOTOS = HAMILTON.parents[1] / "photos"
 HAAR = dataclasses.replace(Infer(), detector="haar")
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = "face_detection_yunet_2023mar_anysize.onnx"
+ORIGINAL = HAMILTON.parents[2] / "models" / "face_detection_yunet_2023mar.onnx"  # the model zoo's file, in ../shared
 
 
 def _photo(name: str):
@@ -59,7 +68,7 @@ def test_bundled_yunet_is_the_default_and_loads_offline():
     """The default config builds YuNet from the file inside the package and finds both portraits with landmarks."""
     d = from_config(Infer())
     assert isinstance(d, YuNetDetector)
-    assert d.model_path == yunet_model.BUNDLED_DIR / "face_detection_yunet_2023mar.onnx"
+    assert d.model_path == yunet_model.BUNDLED_DIR / BUNDLED and d.fixed is None
     assert (yunet_model.BUNDLED_DIR / "LICENSE").is_file()
     faces = d.detect(_photo("two_people.jpg"))
     assert len(faces) == 2
@@ -73,11 +82,11 @@ def test_corrupted_bundled_copy_is_refused_by_name(tmp_path):
     """A bundled copy whose bytes differ from its manifest's SHA-256 is refused, naming the file; a missing user file too."""
     copy = tmp_path / "yunet"
     shutil.copytree(yunet_model.BUNDLED_DIR, copy)
-    model = copy / "face_detection_yunet_2023mar.onnx"
+    model = copy / BUNDLED
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"face_detection_yunet_2023mar\.onnx is corrupted"):
+    with pytest.raises(ModelError, match=r"face_detection_yunet_2023mar_anysize\.onnx is corrupted"):
         yunet_model.load_bytes("", copy)
     with pytest.raises(ModelError, match="nosuch.onnx"):
         YuNetDetector(str(tmp_path / "nosuch.onnx"))
@@ -85,14 +94,63 @@ def test_corrupted_bundled_copy_is_refused_by_name(tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="junk.onnx"):
         YuNetDetector(str(junk))
+    with pytest.raises(ModelError, match="not a YuNet 2023mar model"):  # a valid ONNX file, but the classifier
+        YuNetDetector(str(Path(emod.__file__).parent / "models" / "zoo" / "quant" / "model.onnx"))
 
 
-def test_a_user_supplied_yunet_path_still_works(tmp_path):
-    """infer.yunet_model naming a copy of the model elsewhere loads that file."""
+def test_a_user_supplied_fixed_size_yunet_still_works(tmp_path):
+    """infer.yunet_model naming the model zoo's original file (declared 640 x 640) loads it; frames are padded (or
+    shrunk) to that size. Its faces are faces the bundled any-size copy finds, within 2 px (the wider zero padding
+    moves scores a little, so a weak face may drop out)."""
+    if not ORIGINAL.is_file():
+        pytest.skip(f"{ORIGINAL} is absent")
     own = tmp_path / "my-yunet.onnx"
-    shutil.copy(yunet_model.BUNDLED_DIR / "face_detection_yunet_2023mar.onnx", own)
+    shutil.copy(ORIGINAL, own)
     d = from_config(dataclasses.replace(Infer(), yunet_model=str(own)))
-    assert d.model_path == own and len(d.detect(_photo("obama_small.jpg"))) == 1
+    assert d.model_path == own and d.fixed == (640, 640)
+    bundled = from_config(Infer())
+    for name in ("obama_small.jpg", "obama_and_biden.jpg"):
+        mine, ref = d.detect(_photo(name)), bundled.detect(_photo(name))
+        assert len(mine) >= 1
+        assert all(any(max(abs(a - b) for a, b in zip(m.box, r.box)) <= 2 for r in ref) for m in mine), name
+    big = YuNetDetector(str(own), detect_width=1280)  # a 1280-wide frame is shrunk to fit 640 x 640
+    assert len(big.detect(_photo("obama_small.jpg"))) == 1 and len(big.detect(_photo("obama_and_biden.jpg"))) >= 1
+
+
+def test_onnx_runtime_yunet_finds_what_opencv_finds():
+    """Decoding YuNet's outputs ourselves under ONNX Runtime gives OpenCV's cv2.FaceDetectorYN faces on every shared
+    photo: the same count, scores within 1e-4, boxes and landmarks within 0.01 px."""
+    _, buf = yunet_model.load_bytes()
+    d = YuNetDetector(score_threshold=0.6)
+    ref = cv2.FaceDetectorYN.create("onnx", np.frombuffer(buf, np.uint8), np.empty(0, np.uint8), (320, 320), 0.6, 0.3, 50)
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    assert len(photos) >= 5
+    for p in photos:
+        small, _ = d._small(cv2.imread(str(p)))
+        ref.setInputSize((small.shape[1], small.shape[0]))
+        _, faces = ref.detect(small)
+        ours = sorted(d._detect(small), key=lambda f: -f[1])
+        theirs = sorted([] if faces is None else faces.tolist(), key=lambda f: -f[14])
+        assert len(ours) == len(theirs) >= 1, p.name
+        for (box, score, lm), f in zip(ours, theirs):
+            assert abs(score - f[14]) < 1e-4, p.name
+            assert np.allclose(box, f[:4], atol=0.01) and np.allclose(np.ravel(lm), f[4:14], atol=0.01), p.name
+
+
+def test_yunet_dynamic_rebuilds_the_bundled_file(tmp_path):
+    """tools/yunet_dynamic.py on the model zoo's file writes the bundled copy byte for byte (its manifest's SHA-256)."""
+    if not ORIGINAL.is_file():
+        pytest.skip(f"{ORIGINAL} is absent")
+    r = subprocess.run([sys.executable, "tools/yunet_dynamic.py", str(ORIGINAL), str(tmp_path)], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    m = yunet_model.bundled_manifest()
+    assert json.loads(r.stdout)["sha256"] == m["sha256"] == hashlib.sha256((tmp_path / BUNDLED).read_bytes()).hexdigest()
+    assert m["derived_from"]["sha256"] == hashlib.sha256(ORIGINAL.read_bytes()).hexdigest()
+    bad = subprocess.run([sys.executable, "tools/yunet_dynamic.py", str(Path(emod.__file__).parent / "models" / "zoo"
+                                                                         / "quant" / "model.onnx"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "not YuNet 2023mar" in bad.stderr
 
 
 def test_sanitize_drops_garbage_and_clamps():

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from emod.models import pixels
 from emod.models.pixels import area_resize, bgr_to_gray, linear_resize
 from emod.models.preprocess import Preprocess
 from emod.vision.crop import crop_face
@@ -95,3 +96,22 @@ def test_colour_crop_preprocesses_like_its_gray_crop() -> None:
         colour, mono = crop_face(frame, box), crop_face(gray, box)
         assert colour.shape[:2] == mono.shape and colour.ndim == 3
         assert np.array_equal(prep([colour]), prep([mono]))
+
+
+@pytest.mark.parametrize("shape,factor", [((480, 640, 3), 2), ((720, 1280, 3), 4), ((1428, 2000, 3), 6), ((97, 131), 3),
+                                          ((40, 50, 3), 1)])
+def test_shrink_by_is_the_exact_block_mean(shape, factor) -> None:
+    """The detector's downscale: each output pixel is the mean of its FACTOR x FACTOR block, rounded half up; the
+    remainder rows and columns are left out, so output pixel x covers input [x * FACTOR, (x + 1) * FACTOR)."""
+    img = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    out = pixels.shrink_by(img, factor)
+    h, w = shape[0] // factor, shape[1] // factor
+    assert out.shape == (h, w) + shape[2:] and out.dtype == np.uint8
+    blocks = img[: h * factor, : w * factor].astype(np.int64).reshape(h, factor, w, factor, *shape[2:])
+    total, n = blocks.sum(axis=(1, 3)), factor * factor
+    assert np.array_equal(out, (2 * total + n) // (2 * n))
+    if factor == 2:
+        assert np.array_equal(out, cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))  # OpenCV's 2x: the same
+    for bad in (0, min(shape[:2]) + 1):
+        with pytest.raises(ValueError):
+            pixels.shrink_by(img, bad)

@@ -15,7 +15,7 @@ machine's result computed now with the same commit:
 - ``numpy_abi_ok``: ``import scipy.ndimage`` (apt's, numpy-compiled) works in the venv;
 - ``install_ok``: every install command exited 0 and ``emod --help`` runs;
 - ``analyze_ok``: ``emod analyze --json`` on the shared photos and one clip finds the same faces (boxes
-  at IoU >= 0.5: YuNet is a float network in OpenCV, whose kernels differ by CPU and version) with the
+  at IoU >= 0.5: YuNet is a float network, whose sums ONNX Runtime rounds differently per CPU) with the
   same labels, except where x86's top two probabilities are within 0.1 (``analyze.identical``: exactly the same);
 - ``quant_agreement`` / ``quant_max_abs_diff``: ``quant`` on 400 seeded PrivateTest faces, top-label
   agreement and largest absolute probability difference (``quant_tensor_identical``: same input tensor);

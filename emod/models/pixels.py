@@ -9,7 +9,8 @@ are written here with integers (or float64 sums of integers, which are exact):
 - :func:`area_resize`: area averaging; shrinking is the exact mean rounded half up,
   enlarging uses ``INTER_AREA``'s bilinear weights;
 - :func:`linear_resize`: ``INTER_LINEAR``'s 11-bit fixed-point weights and its x86
-  vector rounding.
+  vector rounding;
+- :func:`shrink_by`: block means by a whole factor, for the face detector's frame.
 
 On x86 the results equal ``cv2`` byte for byte for FER2013's 48 -> 64 upscale and for
 grayscale conversion; area shrinking differs from ``cv2`` only where OpenCV's float sum
@@ -106,6 +107,41 @@ def area_resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     num = _area_sums(rows.T, size[1]).T  # (size[1], size[0]), scaled by size[0] * size[1]
     den = h * w  # each output pixel covers (w / size[0]) * (h / size[1]) pixels
     return ((2 * num + den) // (2 * den)).astype(np.uint8)
+
+
+def shrink_by(img: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 (H, W[, C]) -> (H // FACTOR, W // FACTOR[, C]): the mean of each FACTOR x FACTOR block, rounded half up.
+
+    Exact integer arithmetic (the same bytes on every CPU) and a few ms for a 1280 x 720 colour
+    frame. The last ``W % FACTOR`` columns and ``H % FACTOR`` rows are left out, so pixel (x, y)
+    of the result covers [x * FACTOR, (x + 1) * FACTOR) of IMG exactly. Raises ``ValueError`` when
+    FACTOR < 1 or exceeds a side.
+    """
+    h, w = img.shape[:2]
+    if factor < 1 or factor > min(h, w):
+        raise ValueError(f"cannot shrink {img.shape} by {factor}")
+    if factor == 1:
+        return img
+    return _block_mean(img[: h - h % factor, : w - w % factor], (w // factor, h // factor))
+
+
+def _block_mean(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Whole-number shrink factors: the mean of each fy x fx block, rounded half up (== the general formula).
+
+    Sums strided slices (uint16 while fy * fx <= 257, so no overflow): a few ms for a 1280 x 720
+    colour frame, where the prefix-sum path takes tens.
+    """
+    fy, fx = img.shape[0] // size[1], img.shape[1] // size[0]
+    n = fy * fx
+    if n == 1:
+        return img.copy()
+    acc = img[:, 0::fx].astype(np.uint16 if n <= 257 else np.uint32)
+    for k in range(1, fx):
+        acc += img[:, k::fx]
+    total = acc[0::fy].astype(np.uint32)
+    for k in range(1, fy):
+        total += acc[k::fy]
+    return ((2 * total + n) // (2 * n)).astype(np.uint8)
 
 
 def _check(img: np.ndarray, size: tuple[int, int]) -> None:

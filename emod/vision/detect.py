@@ -1,6 +1,7 @@
-"""Face detection: YuNet through ``cv2.FaceDetectorYN`` (default, bundled) or OpenCV's Haar cascade.
+"""Face detection: YuNet through ONNX Runtime (default, bundled) or OpenCV's Haar cascade.
 
-Both work on a frame downscaled to ``detect_width`` and return boxes in the
+Both work on a frame shrunk by the largest whole factor that keeps it at least ``detect_width``
+wide (exact block averaging, :func:`emod.models.pixels.shrink_by`: the same pixels on every CPU) and return boxes in the
 coordinates of the full frame, largest first. Every box is sane (:func:`sanitize`):
 finite, clamped to the frame, at least 2 px a side, and not mostly inside a larger box.
 YuNet detects on colour (BGR; a grey frame is expanded to three equal channels) and
@@ -17,7 +18,8 @@ import cv2
 import numpy as np
 
 from emod.config import HAAR_CASCADES
-from emod.vision import yunet_model
+from emod.models.pixels import shrink_by
+from emod.vision import yunet_decode, yunet_model
 
 Landmarks = tuple[tuple[float, float], ...]  # YuNet: right eye, left eye, nose tip, right mouth corner, left mouth corner
 MIN_SIDE = 2.0  # px: a narrower clamped box is dropped
@@ -74,25 +76,27 @@ class Detector:
         self.detect_width, self.min_face, self.max_faces = detect_width, min_face, max_faces
         self.dropped = 0
 
-    def _small(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        h, w = frame.shape[:2]
-        scale = min(1.0, self.detect_width / w)
-        if scale < 1.0:
-            frame = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        return frame, scale
+    def _small(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
+        """FRAME shrunk by the largest whole factor that keeps it at least ``detect_width`` wide, and that factor.
+
+        Exact block averaging (:func:`emod.models.pixels.shrink_by`): the same pixels on every CPU,
+        and a camera's 640, 1280 or 1920 px frames come out exactly 320 wide.
+        """
+        factor = max(1, frame.shape[1] // self.detect_width)
+        return shrink_by(frame, min(factor, frame.shape[0])), min(factor, frame.shape[0])
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in FRAME (H x W x 3 BGR or H x W grey uint8), largest first, at most ``max_faces``; boxes clamped to it."""
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[..., 0]
-        small, scale = self._small(frame)
+        small, f = self._small(frame)
         found = sanitize(self._detect(small), small.shape[1], small.shape[0])
         H, W = frame.shape[:2]
         out = []
         for (x, y, w, h), score, lm in found:
-            x0, y0 = min(W - 1, round(x / scale)), min(H - 1, round(y / scale))
-            x1, y1 = min(W, round((x + w) / scale)), min(H, round((y + h) / scale))
-            marks = None if lm is None else tuple((px / scale, py / scale) for px, py in lm)
+            x0, y0 = min(W - 1, round(x * f)), min(H - 1, round(y * f))
+            x1, y1 = min(W, round((x + w) * f)), min(H, round((y + h) * f))
+            marks = None if lm is None else tuple((px * f, py * f) for px, py in lm)
             out.append(Detection((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), score, marks))
         # largest first, ties by position (top, then left): the same faces on every run, whatever order the detector found them in
         out.sort(key=lambda d: (-d.box[2] * d.box[3], d.box[1], d.box[0]))
@@ -151,37 +155,65 @@ class HaarDetector(Detector):
 
 
 class YuNetDetector(Detector):
-    """YuNet (``cv2.FaceDetectorYN``): the bundled, SHA-256-checked model, or ``model_path`` when given.
+    """YuNet 2023mar run by ONNX Runtime: the bundled, SHA-256-checked model, or ``model_path`` when given.
+
+    The bundled file declares any input size (``tools/yunet_dynamic.py``); the frame is padded to
+    multiples of 32 and decoded by :func:`emod.vision.yunet_decode.decode`. A file that declares
+    a fixed size (the model zoo's 640 x 640) gets the frame shrunk to fit, if larger, and padded.
+    ONNX Runtime rather than ``cv2.FaceDetectorYN``: OpenCV's DNN module found different faces
+    on arm64 than on x86 for the same frame (README: Install on a Raspberry Pi 5).
 
     Raises :class:`emod.vision.yunet_model.DetectorModelError` (a ``ModelError``) naming the file when
-    the bundled copy is corrupted, a given file is missing, or OpenCV cannot parse it.
+    the bundled copy is corrupted, a given file is missing, or ONNX Runtime cannot load it as YuNet.
     """
 
     name = "yunet"
 
-    def __init__(self, model_path: str = "", *args, score_threshold: float = 0.7, **kwargs):
+    def __init__(self, model_path: str = "", *args, score_threshold: float = 0.7, nms_threshold: float = 0.3,
+                 top_k: int = 50, **kwargs):
         super().__init__(*args, **kwargs)
+        import onnxruntime as ort
+
         self.model_path, buf = yunet_model.load_bytes(model_path)
+        self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so.log_severity_level = 3  # no per-run shape warnings
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.net = cv2.FaceDetectorYN.create("onnx", np.frombuffer(buf, np.uint8), np.empty(0, np.uint8), (320, 320),
-                                                 score_threshold, 0.3, 50)
-        except cv2.error as e:
-            raise yunet_model.DetectorModelError(f"YuNet model {self.model_path}: OpenCV cannot load it ({e.err})") from None
-        self.size = None
+            self.session = ort.InferenceSession(buf, so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
+            raise yunet_model.DetectorModelError(f"YuNet model {self.model_path}: ONNX Runtime cannot load it "
+                                                 f"({str(e).strip().splitlines()[-1][:200]})") from None
+        inputs, outputs = self.session.get_inputs(), {o.name for o in self.session.get_outputs()}
+        missing = sorted(set(yunet_decode.OUTPUTS) - outputs)
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or missing:
+            raise yunet_model.DetectorModelError(f"YuNet model {self.model_path}: not a YuNet 2023mar model "
+                                                 f"(needs one N x 3 x H x W input and outputs {', '.join(missing)})")
+        self.input_name = inputs[0].name
+        h, w = inputs[0].shape[2:]
+        self.fixed = (w, h) if isinstance(w, int) and isinstance(h, int) else None  # (width, height) or None
 
     def _detect(self, small):
-        img = small if small.ndim == 3 else cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        img = small if small.ndim == 3 else np.repeat(small[..., None], 3, axis=2)
         h, w = img.shape[:2]
-        if self.size != (w, h):
-            self.net.setInputSize((w, h))
-            self.size = (w, h)
-        _, faces = self.net.detect(img)
-        if faces is None:
-            return []
-        m = self.min_face * h
-        return [((float(f[0]), float(f[1]), float(f[2]), float(f[3])), float(f[14]),
-                 tuple((float(f[4 + 2 * i]), float(f[5 + 2 * i])) for i in range(5)))
-                for f in faces if f[3] >= m]
+        m = self.min_face * h  # smallest face height kept, in SMALL's pixels
+        f = 1
+        if self.fixed is not None:
+            pw, ph = self.fixed
+            f = max(-(-w // pw), -(-h // ph))  # the smallest whole factor that fits the frame into the model's size
+            if f > 1:
+                img = shrink_by(img, f)
+                h, w = img.shape[:2]
+        else:
+            pw, ph = yunet_decode.padded_size(w, h)
+        x = np.zeros((1, 3, ph, pw), np.float32)
+        x[0, :, :h, :w] = img.transpose(2, 0, 1)
+        names = [o.name for o in self.session.get_outputs()]
+        outputs = dict(zip(names, self.session.run(None, {self.input_name: x})))
+        found = yunet_decode.decode(outputs, pw, ph, self.score_threshold, self.nms_threshold, self.top_k)
+        return [((bx * f, by * f, bw * f, bh * f), score, tuple((px * f, py * f) for px, py in lm))
+                for (bx, by, bw, bh), score, lm in found if bh * f >= m]
 
 
 def from_config(c) -> Detector:

@@ -53,3 +53,40 @@ def test_soft_targets_train_towards_the_vote_distribution():
         loss, acc = train_one_epoch(student, x, y, prep, opt, sched, torch.Generator().manual_seed(0), torch.device("cpu"),
                                     8, torch.ones(7), 0.0, torch.amp.GradScaler("cuda", enabled=False), progress=False)
     assert ce() < before and 0.0 <= acc <= 1.0
+
+
+def test_mixup_batch_mixes_each_image_with_one_partner():
+    """mixup_batch returns lam * x + (1 - lam) * x[partner], partner a permutation, lam in [0, 1]; seeded, it repeats."""
+    from emod.training.loop import mixup_batch
+
+    x = torch.randn(16, 1, 8, 8)
+    mixed, partner, lam = mixup_batch(x, 0.2, torch.Generator().manual_seed(3))
+    assert 0.0 <= lam <= 1.0 and sorted(partner.tolist()) == list(range(16))
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[partner])
+    again = mixup_batch(x, 0.2, torch.Generator().manual_seed(3))
+    assert torch.equal(again[0], mixed) and again[2] == lam
+    with pytest.raises(ValueError, match="alpha"):
+        mixup_batch(x, 0.0, torch.Generator())
+
+
+def test_mixup_and_ema_train_and_average():
+    """With mixup, soft targets still train (loss finite, weights move); the EMA model follows the weights but lags."""
+    student = _model(5)
+    prep = Preprocess(32)
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (32, 32, 32), dtype=np.uint8)
+    y = torch.from_numpy(np.eye(7, dtype=np.float32)[rng.integers(0, 7, 32)])
+    ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9),
+                                              use_buffers=True)
+    before = [p.detach().clone() for p in student.parameters()]
+    opt = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
+    loss, acc = train_one_epoch(student, x, y, prep, opt, sched, torch.Generator().manual_seed(0), torch.device("cpu"), 8,
+                                torch.ones(7), 0.0, torch.amp.GradScaler("cuda", enabled=False), ema=ema, progress=False,
+                                mixup=0.4)
+    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+    after = list(student.parameters())
+    averaged = list(ema.module.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
+    lag = [(av - a).abs().max() for av, a in zip(averaged, after)]
+    assert int(ema.n_averaged) == 4 and max(lag) > 0  # 4 steps of 8, and the average is not the last weights

@@ -60,6 +60,11 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=None, help="default: 0.1 with fer2013, 0 with ferplus (votes are already soft)")
     p.add_argument("--class-weight-power", type=float, default=None, help="class weight = (1/frequency)^power; 0 disables (default: 0.5 fer2013, 0 ferplus)")
     p.add_argument("--warmup-frac", type=float, default=0.1, help="fraction of steps spent warming up the learning rate")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup: train on pairs of images and targets mixed with weight ~ Beta(ALPHA, ALPHA) (0: off)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="select and save an exponential moving average of the weights and BatchNorm statistics, "
+                        "updated every step with this decay, e.g. 0.999 (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
@@ -179,10 +184,21 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total, pct_start=args.warmup_frac, div_factor=20, final_div_factor=200)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    if not 0.0 <= args.ema < 1.0:
+        print(f"error: --ema must be in [0, 1), got {args.ema}", file=sys.stderr)
+        return 2
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
+                                               use_buffers=True) if args.ema else None)
+    served = (lambda: ema.module) if ema is not None else (lambda: model)  # noqa: E731  what is scored and saved
     start_epoch, best, history = 0, -1.0, []
     if args.resume:
         st = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        if ema is not None:
+            if "ema" not in st:
+                print(f"error: --ema but {ckpt_path} was written without it", file=sys.stderr)
+                return 2
+            ema.load_state_dict(st["ema"])
         start_epoch, best = st["epoch"], st["best"]
         history = json.loads(st["history"])
         torch.set_rng_state(st["rng"])
@@ -192,9 +208,9 @@ def main(argv=None) -> int:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
-                                                args.label_smoothing, scaler, desc=f"epoch {epoch + 1}/{args.epochs}",
-                                                progress=not args.no_progress)
-        lp = evaluate_logits(model, xp, prep, device)
+                                                args.label_smoothing, scaler, ema=ema, desc=f"epoch {epoch + 1}/{args.epochs}",
+                                                progress=not args.no_progress, mixup=args.mixup)
+        lp = evaluate_logits(served(), xp, prep, device)
         pub_loss, pub_acc = targets.score(lp, public_rows, public.labels)
         h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,
              "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
@@ -202,19 +218,21 @@ def main(argv=None) -> int:
         improved = pub_acc > best
         if improved:
             best = pub_acc
-            save_model_dir(model, prep, out / "model", args.labels)
+            save_model_dir(served(), prep, out / "model", args.labels)
         print(json.dumps(h) + ("  *best*" if improved else ""), flush=True)
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
                  "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
         torch.save(state, out / "checkpoint.tmp"); os.replace(out / "checkpoint.tmp", ckpt_path)
         plot_curves(history, out / "curves.png")
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
-    last_acc = targets.score(evaluate_logits(model, xp, prep, device), public_rows, public.labels)[1]
+    last_acc = targets.score(evaluate_logits(served(), xp, prep, device), public_rows, public.labels)[1]
     if last_acc > best:
         print(f"last epoch's weights beat the selected ones on PublicTest: {last_acc:.4f} > {best:.4f}", flush=True)
         best = last_acc
-        save_model_dir(model, prep, out / "model", args.labels)
+        save_model_dir(served(), prep, out / "model", args.labels)
 
     # PrivateTest, once, on the selected model
     from emod.training.build import load_dir

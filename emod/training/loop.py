@@ -30,10 +30,25 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+def mixup_batch(x: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al., ICLR 2018) of a batch X (N, C, S, S) with a shuffled copy of itself.
+
+    Returns (mixed, partner, lam): ``mixed = lam * x + (1 - lam) * x[partner]``, with ``lam`` drawn
+    from Beta(ALPHA, ALPHA) (numpy's sampler, seeded from GEN, so a seeded run repeats) and ``partner`` a
+    permutation of range(N). The loss is then ``lam * L(y) + (1 - lam) * L(y[partner])``.
+    """
+    if alpha <= 0:
+        raise ValueError(f"mixup alpha must be > 0, got {alpha}")
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    partner = torch.randperm(x.shape[0], generator=gen)
+    return lam * x + (1 - lam) * x[partner], partner, lam
+
+
 def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, opt, sched, gen: torch.Generator,
                     device, batch_size: int, class_w: torch.Tensor, label_smoothing: float, scaler, ema=None,
                     teacher=None, kd_temperature: float = 4.0, kd_alpha: float = 0.5, desc: str = "", progress: bool = True,
-                    freeze_bn: bool = False):
+                    freeze_bn: bool = False, mixup: float = 0.0):
     """One pass over the training set; returns (mean loss, accuracy on augmented batches).
 
     ``yt`` is (N,) int64 class indices, or (N, 7) float soft targets (e.g. FER+ vote
@@ -41,6 +56,8 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
     With a ``teacher``, the loss mixes hard-label cross-entropy with the KL divergence
     to the teacher's softened predictions (knowledge distillation). ``freeze_bn`` keeps every
     BatchNorm's running statistics as they are (the layers normalise with them while training).
+    ``mixup`` > 0 trains on :func:`mixup_batch` pairs (its Beta alpha). ``ema`` (a
+    ``torch.optim.swa_utils.AveragedModel``) is updated after every step.
     """
     model.train()
     if freeze_bn:
@@ -57,9 +74,16 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
         xb = torch.from_numpy(prep.normalize(xt[idx.numpy()]))
         xb = augment(xb, generator=gen).to(device, non_blocking=True)
         yb = yt[idx].to(device)
+        lam, partner = 1.0, None
+        if mixup > 0:
+            xb, partner, lam = mixup_batch(xb, mixup, gen)
+            partner = partner.to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(pixel_values=xb).logits.float()
             loss = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=label_smoothing)
+            if partner is not None:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, yb[partner], weight=class_w,
+                                                                 label_smoothing=label_smoothing)
             if teacher is not None:
                 with torch.no_grad():
                     t_logits = teacher(pixel_values=xb).logits.float()

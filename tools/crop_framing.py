@@ -26,22 +26,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2
 import numpy as np
 
+from emod.sources.video import VideoSource
 from make_clip import load_named, matches  # noqa: E402  (tools/ is on the path when run as a script)
 
 
 def shot_faces(clip: Path, truth: dict, pipe) -> list[tuple[np.ndarray, object, dict]]:
     """(frame, detection, truth face) for every truth face matched in the first frame of each shot."""
-    cap = cv2.VideoCapture(str(clip))
-    if not cap.isOpened():
-        raise RuntimeError(f"cannot open {clip}")
+    cap = VideoSource(str(clip))  # the daemon's own reader: the same pixels as emod run and emod analyze
+    cap.open()
     out, seen = [], set()
     try:
         for fr in truth["frames"]:
-            ok, frame = cap.read()
-            if not ok:
+            frame = cap.read()
+            if frame is None:
                 break
             shot = fr["faces"][0]["shot"] if fr["faces"] else None
             if shot is None or shot in seen:
@@ -51,7 +50,7 @@ def shot_faces(clip: Path, truth: dict, pipe) -> list[tuple[np.ndarray, object, 
             for ti, di in matches([f["box"] for f in fr["faces"]], [d.box for d in dets]):
                 out.append((frame, dets[di], fr["faces"][ti]))
     finally:
-        cap.release()
+        cap.close()
     return out
 
 

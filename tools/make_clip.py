@@ -48,6 +48,7 @@ import numpy as np
 
 from emod.datasets import fer2013
 from emod.labels import LABEL_INDEX, LABELS
+from emod.sources.video import VideoSource
 
 SPLIT_PREFIX = {"private": "PrivateTest_", "public": "PublicTest_"}
 MATCH_RULE = "detection centre inside the truth rectangle and detection width 0.3..1.2 x truth width"
@@ -226,9 +227,8 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
                  for l in LABELS}
     tot = {"faces": 0, "detected": 0, "pipeline_correct": 0, "direct_correct": 0, "direct_correct_detected": 0,
            "agree": 0, "detections": 0, "false_positives": 0}
-    cap = cv2.VideoCapture(str(clip))
-    if not cap.isOpened():
-        raise RuntimeError(f"cannot open {clip}")
+    cap = VideoSource(str(clip))  # the daemon's own reader: the same pixels as emod run and emod analyze
+    cap.open()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -239,8 +239,8 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
     try:
         seen_shots: set = set()
         for fr in side["frames"]:
-            ok, frame = cap.read()
-            if not ok:
+            frame = cap.read()
+            if frame is None:
                 break
             decoded += 1
             if shots:  # only the first frame of each shot: the others show the same picture
@@ -275,7 +275,7 @@ def check_clip(clip: Path, truth: Path, model: str, data: Path | None = None, st
             if bar is not None:
                 bar.update(1)
     finally:
-        cap.release()
+        cap.close()
         if bar is not None:
             bar.close()
     pipeline_acc = _ratio(tot["pipeline_correct"], tot["detected"])

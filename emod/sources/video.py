@@ -1,10 +1,13 @@
-"""Video files, URLs and V4L2 devices through OpenCV.
+"""Video files through PyAV (FFmpeg), URLs and V4L2 devices through OpenCV.
 
-A URL is opened and read with timeouts (:data:`OPEN_TIMEOUT_MS`, :data:`READ_TIMEOUT_MS`):
-a stream that stops sending raises :class:`NoSignal` instead of blocking forever. File
-frames carry their own media time (``t_media``, seconds from the container's timestamps),
-so a variable-frame-rate file is paced frame by frame. A local file is opened through
-``/proc/self/fd`` so that any file name (not valid UTF-8 included) reaches OpenCV safely.
+A local file is decoded by PyAV and its planes converted to BGR by :mod:`emod.sources.yuv`
+in exact integer arithmetic, so a file gives the same pixels on a Raspberry Pi as on a PC
+(OpenCV's own conversion does not). A URL is opened and read with timeouts
+(:data:`OPEN_TIMEOUT_MS`, :data:`READ_TIMEOUT_MS`): a stream that stops sending raises
+:class:`NoSignal` instead of blocking forever. File frames carry their own media time
+(``t_media``, seconds from the stream's first timestamp), so a variable-frame-rate file is
+paced frame by frame. A local file is opened through ``/proc/self/fd`` so that any file name
+(not valid UTF-8 included) reaches the decoder safely.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import cv2
 import numpy as np
 
 from emod.sources.base import NoSignal, Source, SourceError
+from emod.sources.yuv import frame_to_bgr
 
 OPEN_TIMEOUT_MS = 4000
 READ_TIMEOUT_MS = 3000
@@ -37,28 +41,49 @@ class VideoSource(Source):
                                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
             if not self.cap.isOpened():
                 raise NoSignal(f"no signal: cannot open stream {self.spec!r} within {OPEN_TIMEOUT_MS / 1000:.0f} s")
+            fps = self.cap.get(cv2.CAP_PROP_FPS)
+            self.frame_count = 0
         else:
+            import av
+
             self._fd = open_regular(self.spec, "video file")
-            self.cap = cv2.VideoCapture(f"/proc/self/fd/{self._fd}")
-            if not self.cap.isOpened():
+            try:
+                self.container = av.open(f"/proc/self/fd/{self._fd}")
+                stream = self.container.streams.video[0]
+            except (av.FFmpegError, IndexError, ValueError) as e:
                 self._close()
-                raise SourceError(f"cannot open video {os.fsdecode(self.spec)!r}: not a video OpenCV can decode")
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
+                why = "no video stream" if isinstance(e, IndexError) else (getattr(e, "strerror", None) or str(e))
+                raise SourceError(f"cannot open video {os.fsdecode(self.spec)!r}: not a video FFmpeg can decode ({why})") from None
+            stream.thread_type = "AUTO"  # frame threads: the decoded pixels are the same, faster
+            self.frames = self.container.decode(stream)
+            self._start, self._time_base = stream.start_time, stream.time_base
+            fps = float(stream.average_rate) if stream.average_rate else 0.0
+            self.frame_count = int(stream.frames or 0)
         self.fps = fps if 0 < fps < 1000 else None
-        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_url else 0
         self.frames_read = 0
 
     def _read(self) -> np.ndarray | None:
+        if not self.is_url:
+            return self._read_file()
         ok, frame = self.cap.read()
-        if not ok:
-            if self.is_url:  # retried with backoff, not an end
-                raise NoSignal(f"no signal: stream {self.spec!r} sent no frame within {READ_TIMEOUT_MS / 1000:.0f} s")
+        if not ok:  # retried with backoff, not an end
+            raise NoSignal(f"no signal: stream {self.spec!r} sent no frame within {READ_TIMEOUT_MS / 1000:.0f} s")
+        self.frames_read += 1
+        return frame
+
+    def _read_file(self) -> np.ndarray | None:
+        import av
+
+        try:
+            frame = next(self.frames)
+        except (StopIteration, av.FFmpegError, EOFError):  # the end, or data cut short (see truncated)
             return None
         self.frames_read += 1
-        if not self.is_url:
-            ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
-            self.t_media = ms / 1e3 if ms >= 0 else None
-        return frame
+        if frame.pts is not None and self._time_base is not None:
+            self.t_media = max(0.0, float((frame.pts - (self._start or 0)) * self._time_base))
+        else:
+            self.t_media = None
+        return frame_to_bgr(frame)
 
     @property
     def truncated(self) -> str | None:
@@ -70,6 +95,9 @@ class VideoSource(Source):
     def _close(self) -> None:
         if getattr(self, "cap", None) is not None:
             self.cap.release()
+        if getattr(self, "container", None) is not None:
+            self.container.close()
+            self.container = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

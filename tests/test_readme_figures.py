@@ -73,10 +73,25 @@ WRITERS = {
     "train-full-stage1.json": "tools/train.py --out runs/full --epochs 24",
     "train-full-stage2.json": "tools/train.py --out runs/full2 --pretrained runs/full/model --epochs 30",
     "outputs-bench.json": "tools/bench_outputs.py --json docs/outputs-bench.json",
+    "pi_check.json": "make pi-check",
 }
 
 # README text with {SOURCE:PATH:FORMAT} placeholders (see the module docstring)
 FIGURES = [
+    # "The Pi install, checked": make pi-check (tools/pi_check.py)
+    "| `quant`, 400 seeded PrivateTest faces: same top label as x86 | {pi_check:100*releases.bookworm.quant_agreement:.1f} % | "
+    "{pi_check:100*releases.trixie.quant_agreement:.1f} % |",
+    "| `quant`: largest probability difference from x86 | {pi_check:releases.bookworm.quant_max_abs_diff:.1e} | "
+    "{pi_check:releases.trixie.quant_max_abs_diff:.1e} |",
+    "| `full` (torch 2.13.0 on aarch64): same top label / largest difference | "
+    "{pi_check:100*releases.bookworm.full_agreement:.1f} % / {pi_check:releases.bookworm.full_max_abs_diff:.1e} | "
+    "{pi_check:100*releases.trixie.full_agreement:.1f} % / {pi_check:releases.trixie.full_max_abs_diff:.1e} |",
+    "| `emod analyze`: frames (five photos, every fifth frame of the clip) and faces, identical to x86 | "
+    "{pi_check:releases.bookworm.analyze.frames:d} and {pi_check:releases.bookworm.analyze.faces:d} | "
+    "{pi_check:releases.trixie.analyze.frames:d} and {pi_check:releases.trixie.analyze.faces:d} |",
+    "| time, emulated: all checks / installing `[full]` (torch with its CUDA wheels) | "
+    "{pi_check:releases.bookworm.total_seconds:,.0f} s / {pi_check:releases.bookworm.seconds.install_full:,.0f} s | "
+    "{pi_check:releases.trixie.total_seconds:,.0f} s / {pi_check:releases.trixie.seconds.install_full:,.0f} s |",
     # "Measured here": tools/measure.py
     "| processed fps | {daemon:models.quant.processed_fps:.1f} | {daemon:models.full.processed_fps:.1f} |",
     "| capture-to-result latency p50 / p95 | {daemon:models.quant.latency_ms.p50:.1f} / "

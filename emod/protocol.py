@@ -304,4 +304,9 @@ def reply_error(id: str, code: str, message: str) -> dict:
 
 
 if __name__ == "__main__":  # python -m emod.protocol: the README's exit-code table
-    print(exit_table_markdown())
+    try:
+        print(exit_table_markdown(), flush=True)
+    except BrokenPipeError:
+        from emod.cli.pipe import reader_gone
+
+        reader_gone()

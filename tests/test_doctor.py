@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,13 @@ def test_doctor_fails_loose_directories_and_an_open_metrics_bind(tmp_path, tiny_
     assert rc == 1 and sec["status"] == "fail", sec
     assert f"state directory {tmp_path / 'state'}" in sec["verdict"] and "writable by others" in sec["verdict"]
     assert "0.0.0.0:9108" in sec["verdict"] and "chmod o-w" in sec["fix"]
+
+
+@pytest.mark.parametrize("cmd", ["-m emod.cli.main doctor", "-m emod.cli.main doctor --json", "-m emod.protocol"])
+def test_output_into_a_closed_pipe_is_not_an_error(cmd, tmp_path):
+    """`emod doctor [--json] | head -n 1` and `python -m emod.protocol | head -n 1`, with a reader that is gone before
+    the first write (`| true`): no traceback, and doctor's own verdict (not a broken-pipe failure) is its exit status."""
+    r = subprocess.run(["bash", "-c", f"{sys.executable} {cmd} | true; echo \"rc=${{PIPESTATUS[0]}}\" >&2"],
+                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    assert re.search(r"rc=[01]\b", r.stderr), r.stderr

@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from emod import config, protocol
+from emod.cli.pipe import reader_gone
 from emod.labels import LABELS
 from emod.sources.base import SourceError
 
@@ -74,7 +75,7 @@ def _frames(path, every: int = 1, fps: list | None = None):
             if video.truncated:
                 warnings.append(video.truncated)
         if i == 0:
-            raise SourceError(f"no frames decoded from {os.fsdecode(path)!r} (not an image or video OpenCV can read)")
+            raise SourceError(f"no frames decoded from {os.fsdecode(path)!r} (not an image emod can read, nor a video FFmpeg can decode)")
 
     return fmt, gen(), warnings
 
@@ -232,12 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except BrokenPipeError:  # the reader went away (| head): not an error
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
-        return protocol.EXIT_OK
+        return reader_gone()
 
 
 if __name__ == "__main__":

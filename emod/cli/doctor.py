@@ -10,6 +10,7 @@ from pathlib import Path
 
 from emod import config
 from emod.cli.install_systemd import DEFAULT_CONFIG, DEFAULT_UNIT_DIR
+from emod.cli.pipe import reader_gone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as e:
         error, cfg = str(e), config.load(None)
     results = run_checks(Context(path, cfg, error, Path(args.unit_dir)))
-    if args.json:
-        print(json.dumps(as_json(results), indent=2, default=str))
-    else:
-        print(as_text(results))
+    try:
+        if args.json:
+            print(json.dumps(as_json(results), indent=2, default=str))
+        else:
+            print(as_text(results))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (| head): the verdict still counts
+        reader_gone()
     return exit_code(results)
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
+
+from emod.cli.pipe import reader_gone
 
 
 def _args(argv):
@@ -78,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                     sys.stdout.flush()
                     return 0
             sys.stdout.flush()
-    except BrokenPipeError:
-        # the reader went away (| head): not an error; keep Python from complaining at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        return reader_gone()
     finally:
         sub.close()

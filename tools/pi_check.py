@@ -241,10 +241,11 @@ def compare_analyze(arm_stdout: str, x86_stdout: str) -> dict:
     (greedy, best first). ``label_differences``: paired faces whose labels differ; ``close_calls``
     those among them where x86's top probability leads its second by less than LABEL_MARGIN
     (a face the classifier is unsure of flips with a pixel of framing). ``ok``: same_faces and
-    every label difference a close call.
+    every label difference a close call. ``diff``: the first five differing frames, (arm64, x86).
     """
     ra, rx = _analyze_rows(arm_stdout), _analyze_rows(x86_stdout)
-    out = {"frames": len(rx), "faces": 0, "identical": _key(ra) == _key(rx) and bool(rx),
+    ka, kx = _key(ra), _key(rx)
+    out = {"frames": len(rx), "faces": 0, "identical": ka == kx and bool(rx),
            "same_faces": bool(rx) and [r[:2] for r in ra] == [r[:2] for r in rx], "min_iou": 1.0,
            "label_differences": 0, "close_calls": 0}
     for (_, idx, fa), (name, _, fx) in zip(ra, rx):
@@ -268,6 +269,7 @@ def compare_analyze(arm_stdout: str, x86_stdout: str) -> dict:
                 out["close_calls"] += top2[0] - top2[1] < LABEL_MARGIN
     out["same_faces"] &= out["min_iou"] >= BOX_IOU
     out["ok"] = bool(out["same_faces"] and out["label_differences"] == out["close_calls"])
+    out["diff"] = [[a, x] for a, x in zip(ka, kx) if a != x][:5]  # the first differing frames, (arm64, x86)
     return out
 
 
@@ -348,9 +350,10 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
         rc_x, out_x = x86(["-m", "emod.cli.main", "analyze", "--json", "--every", "5", *map(str, [*photos, clip])], clone, log, 1800)
         cmp = compare_analyze(out_a, out_x)
         res["analyze_ok"] = rc_a == 0 and rc_x == 0 and cmp["ok"]
+        diff = cmp.pop("diff")
         res["analyze"] = cmp
         if not cmp["identical"]:
-            res["analyze_diff"] = [[a, x] for a, x in zip(analyze_key(out_a), analyze_key(out_x)) if a != x][:5]
+            res["analyze_diff"] = diff
         # emod run on the demo clip
         t0 = time.monotonic()
         rc, out = root.out(".venv/bin/emod run --source demo --duration 30 --runtime-dir /tmp/emod-run "

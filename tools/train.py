@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         return 2
     ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
                                                use_buffers=True) if args.ema else None)
-    served = (lambda: ema.module) if ema is not None else (lambda: model)  # noqa: E731  what is scored and saved
+    served = ema.module if ema is not None else model  # what is scored, selected and saved
     start_epoch, best, history = 0, -1.0, []
     if args.resume:
         st = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
         train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
                                                 args.label_smoothing, scaler, ema=ema, desc=f"epoch {epoch + 1}/{args.epochs}",
                                                 progress=not args.no_progress, mixup=args.mixup)
-        lp = evaluate_logits(served(), xp, prep, device)
+        lp = evaluate_logits(served, xp, prep, device)
         pub_loss, pub_acc = targets.score(lp, public_rows, public.labels)
         h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,
              "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
         improved = pub_acc > best
         if improved:
             best = pub_acc
-            save_model_dir(served(), prep, out / "model", args.labels)
+            save_model_dir(served, prep, out / "model", args.labels)
         print(json.dumps(h) + ("  *best*" if improved else ""), flush=True)
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
                  "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
@@ -228,11 +228,11 @@ def main(argv=None) -> int:
         plot_curves(history, out / "curves.png")
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
-    last_acc = targets.score(evaluate_logits(served(), xp, prep, device), public_rows, public.labels)[1]
+    last_acc = targets.score(evaluate_logits(served, xp, prep, device), public_rows, public.labels)[1]
     if last_acc > best:
         print(f"last epoch's weights beat the selected ones on PublicTest: {last_acc:.4f} > {best:.4f}", flush=True)
         best = last_acc
-        save_model_dir(served(), prep, out / "model", args.labels)
+        save_model_dir(served, prep, out / "model", args.labels)
 
     # PrivateTest, once, on the selected model
     from emod.training.build import load_dir

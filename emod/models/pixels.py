@@ -122,25 +122,15 @@ def shrink_by(img: np.ndarray, factor: int) -> np.ndarray:
         raise ValueError(f"cannot shrink {img.shape} by {factor}")
     if factor == 1:
         return img
-    return _block_mean(img[: h - h % factor, : w - w % factor], (w // factor, h // factor))
-
-
-def _block_mean(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Whole-number shrink factors: the mean of each fy x fx block, rounded half up (== the general formula).
-
-    Sums strided slices (uint16 while fy * fx <= 257, so no overflow): a few ms for a 1280 x 720
-    colour frame, where the prefix-sum path takes tens.
-    """
-    fy, fx = img.shape[0] // size[1], img.shape[1] // size[0]
-    n = fy * fx
-    if n == 1:
-        return img.copy()
-    acc = img[:, 0::fx].astype(np.uint16 if n <= 257 else np.uint32)
-    for k in range(1, fx):
-        acc += img[:, k::fx]
-    total = acc[0::fy].astype(np.uint32)
-    for k in range(1, fy):
-        total += acc[k::fy]
+    img = img[: h - h % factor, : w - w % factor]
+    n = factor * factor
+    # sums of strided slices, uint16 while n <= 257 (no overflow): a few ms where prefix sums take tens
+    acc = img[:, 0::factor].astype(np.uint16 if n <= 257 else np.uint32)
+    for k in range(1, factor):
+        acc += img[:, k::factor]
+    total = acc[0::factor].astype(np.uint32)
+    for k in range(1, factor):
+        total += acc[k::factor]
     return ((2 * total + n) // (2 * n)).astype(np.uint8)
 
 

@@ -56,6 +56,7 @@ class VideoSource(Source):
                 raise SourceError(f"cannot open video {os.fsdecode(self.spec)!r}: not a video FFmpeg can decode ({why})") from None
             stream.thread_type = "AUTO"  # frame threads: the decoded pixels are the same, faster
             self.frames = self.container.decode(stream)
+            self._end_errors = (StopIteration, av.FFmpegError, EOFError)  # the end, or data cut short (see truncated)
             self._start, self._time_base = stream.start_time, stream.time_base
             fps = float(stream.average_rate) if stream.average_rate else 0.0
             self.frame_count = int(stream.frames or 0)
@@ -72,11 +73,9 @@ class VideoSource(Source):
         return frame
 
     def _read_file(self) -> np.ndarray | None:
-        import av
-
         try:
             frame = next(self.frames)
-        except (StopIteration, av.FFmpegError, EOFError):  # the end, or data cut short (see truncated)
+        except self._end_errors:
             return None
         self.frames_read += 1
         if frame.pts is not None and self._time_base is not None:

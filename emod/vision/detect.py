@@ -19,7 +19,9 @@ import numpy as np
 
 from emod.config import HAAR_CASCADES
 from emod.models.pixels import shrink_by
+from emod.models.runtime_onnx import session_options
 from emod.vision import yunet_decode, yunet_model
+from emod.vision.track import iou
 
 Landmarks = tuple[tuple[float, float], ...]  # YuNet: right eye, left eye, nose tip, right mouth corner, left mouth corner
 MIN_SIDE = 2.0  # px: a narrower clamped box is dropped
@@ -82,8 +84,8 @@ class Detector:
         Exact block averaging (:func:`emod.models.pixels.shrink_by`): the same pixels on every CPU,
         and a camera's 640, 1280 or 1920 px frames come out exactly 320 wide.
         """
-        factor = max(1, frame.shape[1] // self.detect_width)
-        return shrink_by(frame, min(factor, frame.shape[0])), min(factor, frame.shape[0])
+        factor = min(max(1, frame.shape[1] // self.detect_width), frame.shape[0])
+        return shrink_by(frame, factor), factor
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in FRAME (H x W x 3 BGR or H x W grey uint8), largest first, at most ``max_faces``; boxes clamped to it."""
@@ -105,13 +107,6 @@ class Detector:
 
     def _detect(self, small: np.ndarray) -> list[Raw]:
         raise NotImplementedError
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 class HaarDetector(Detector):
@@ -150,7 +145,7 @@ class HaarDetector(Detector):
                 gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m), outputRejectLevels=True
             )
             new = [(tuple(map(float, b)), float(w), None) for b, w in zip(boxes, np.ravel(weights)) if w > self.min_score]
-            found += [f for f in new if all(_iou(f[0], g[0]) < 0.3 for g in found)]
+            found += [f for f in new if all(iou(f[0], g[0]) < 0.3 for g in found)]
         return found
 
 
@@ -176,10 +171,8 @@ class YuNetDetector(Detector):
 
         self.model_path, buf = yunet_model.load_bytes(model_path)
         self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so = session_options(1)
         so.log_severity_level = 3  # no per-run shape warnings
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(buf, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
@@ -191,6 +184,7 @@ class YuNetDetector(Detector):
             raise yunet_model.DetectorModelError(f"YuNet model {self.model_path}: not a YuNet 2023mar model "
                                                  f"(needs one N x 3 x H x W input and outputs {', '.join(missing)})")
         self.input_name = inputs[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
         h, w = inputs[0].shape[2:]
         self.fixed = (w, h) if isinstance(w, int) and isinstance(h, int) else None  # (width, height) or None
 
@@ -209,8 +203,7 @@ class YuNetDetector(Detector):
             pw, ph = yunet_decode.padded_size(w, h)
         x = np.zeros((1, 3, ph, pw), np.float32)
         x[0, :, :h, :w] = img.transpose(2, 0, 1)
-        names = [o.name for o in self.session.get_outputs()]
-        outputs = dict(zip(names, self.session.run(None, {self.input_name: x})))
+        outputs = dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: x})))
         found = yunet_decode.decode(outputs, pw, ph, self.score_threshold, self.nms_threshold, self.top_k)
         return [((bx * f, by * f, bw * f, bh * f), score, tuple((px * f, py * f) for px, py in lm))
                 for (bx, by, bw, bh), score, lm in found if bh * f >= m]

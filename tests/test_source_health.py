@@ -187,3 +187,32 @@ def test_a_looping_source_logs_source_opened_once(short_tmp, what) -> None:
         sub.close()
     assert log.count("source opened") == 1 and log.count("source reopened") == 0
     assert stage.stats()["loops"] >= 4
+
+
+def test_a_looping_source_keeps_its_name_between_loops(short_tmp) -> None:
+    """The stats name the source opened (the demo clip's path, not "demo") at every step, also in the moment
+    between a clip's end and its reopening (CI once read "demo" there)."""
+    import cv2
+    import numpy as np
+
+    from emod.sources import open_source
+
+    clip = short_tmp / "short.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    for i in range(3):
+        w.write(np.full((48, 64, 3), i * 40, np.uint8))
+    w.release()
+    # the configured spec is a name the opener resolves, as "demo" resolves to the bundled clip's path
+    stage, log, sub = capture_stage(short_tmp, "alias", loop=True, opener=lambda _spec, *a, **k: open_source(str(clip), *a, **k))
+    names = []
+    try:
+        def step():
+            stage.step()
+            if stage.opened_once:
+                names.append(stage.stats()["source"])
+            return stage.loops >= 3
+        wait_for(step, 30, 0, "three loops")
+    finally:
+        stage.teardown()
+        sub.close()
+    assert names and set(names) == {str(clip)}, set(names)

@@ -46,6 +46,7 @@ class CaptureStage(Stage):
         self.topics: set[bytes] = set()  # topics some local subscriber holds
         self.seq = 0
         self.source = None
+        self.spec: str | None = None  # the source last opened; kept while a looping clip reopens
         self.state, self.error = "starting", None
         self.retry_at = 0.0
         self.backoff = 0.5
@@ -76,7 +77,7 @@ class CaptureStage(Stage):
         c = self.cfg.capture
         src = self.opener(c.source, c.width, c.height, c.fps, warn=self._auto_note)
         src.open()
-        self.source = src
+        self.source, self.spec = src, src.spec
         self.t0 = time.monotonic()
         self.m0: float | None = None
         self.n0 = 0
@@ -224,5 +225,5 @@ class CaptureStage(Stage):
     def stats(self) -> dict:
         return {"fps": self.rate.rate(), "frames": self.seq, "errors": self.errors, "error": self.error, "eos": self.eos,
                 "state": self.source_state(), "frozen": self.frozen, "loops": self.loops, "t_media": self.t_media,
-                "source": self.source.spec if self.source else self.cfg.capture.source,
+                "source": self.spec or self.cfg.capture.source,
                 **({"remote_sent": self.link.sent, "remote_dropped": self.link.dropped} if self.link else {})}

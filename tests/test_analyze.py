@@ -49,7 +49,9 @@ def test_analyze_json_matches_the_daemon_pipeline(frame_jpg):
     path, img = frame_jpg
     r = analyze(path, "--json", "--model", "quant")
     assert r.returncode == 0, r.stderr
-    records = _records_with_faces([json.loads(line) for line in r.stdout.splitlines() if line.strip()])
+    objs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    assert [o["labels"] for o in objs] == [list(LABELS)]  # the order of every face's probs
+    records = _records_with_faces(objs)
     assert len(records) == 1
     faces = records[0]["faces"]
     assert faces, "no face found on the demo frame"

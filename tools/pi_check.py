@@ -299,7 +299,7 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
             return res | {"seconds": secs, "error": f"install failed (exit {rc}); see {log}"}
         rc, out = root.out(".venv/bin/pip list --format=json", timeout=300)
         res["pip"] = {p["name"]: p["version"] for p in json.loads(out or "[]")
-                      if p["name"].lower() in ("numpy", "opencv-python-headless", "onnxruntime", "torch", "scipy", "pyzmq")}
+                      if p["name"].lower() in ("numpy", "opencv-python-headless", "onnxruntime", "torch", "scipy", "pyzmq", "av")}
         rc, out = root.out(".venv/bin/python -c 'import scipy.ndimage, numpy; print(numpy.__version__, numpy.__file__)'", 600)
         res["numpy_abi_ok"], res["venv_numpy"] = rc == 0, out.strip()
         rc, out = root.out(".venv/bin/emod doctor --json", timeout=900)

@@ -148,7 +148,7 @@ def run(args) -> int:
                 print(f"emod analyze: {name}: {msg}" if name not in msg else f"emod analyze: {msg}", file=sys.stderr)
             continue
         if args.json:
-            out.update(format=fmt, model=pipe.classifier.name,
+            out.update(format=fmt, model=pipe.classifier.name, labels=list(LABELS),
                        frames=[{"index": i, "time": t, "faces": [f.as_dict() for f in faces], "faces_dropped": d,
                                 "detector": pipe.detector.name, "detect_ms": round(dms, 3), "classify_ms": round(cms, 3)}
                                for i, t, faces, d, dms, cms in frames])

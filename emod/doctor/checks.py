@@ -6,7 +6,6 @@ Camera checks are in :mod:`emod.doctor.camera`, directory/config/service checks 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import mmap
 import os
 import platform
@@ -48,7 +47,7 @@ import importlib, sys
 for mod in sys.argv[1:]:
     print(mod, flush=True)  # a crash right after this line names the module
     try:
-        print("version", importlib.import_module(mod).__version__, flush=True)
+        print("version", getattr(importlib.import_module(mod), "__version__", ""), flush=True)
     except BaseException as e:
         print("error", f"{type(e).__name__}: {e}".splitlines()[0], flush=True)
 """
@@ -125,30 +124,17 @@ def numpy_extensions(dirs: list[Path]) -> dict[str, str]:
     return found
 
 
-_IMPORT_EACH = """
-import importlib, json, sys
-out = {}
-for mod in sys.argv[1:]:
-    try:
-        importlib.import_module(mod)
-        out[mod] = None
-    except BaseException as e:
-        out[mod] = f"{type(e).__name__}: {e}".splitlines()[0]
-print(json.dumps(out))
-"""
-
-
 def check_numpy_abi(ctx: Context) -> Result:
     dirs = outside_dirs()
     mods = numpy_extensions(dirs)
     if not mods:
         return ok(f"no numpy-compiled modules outside this environment ({len(dirs)} system folder(s) on the path)",
                   dirs=[str(d) for d in dirs])
-    r = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *mods.values()], capture_output=True, text=True, timeout=120)
-    try:
-        errors = json.loads(r.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):  # the interpreter itself died (an ABI clash can crash it)
-        errors = {m: f"the import crashed Python (exit {r.returncode}): {r.stderr.strip()[-200:]}" for m in mods.values()}
+    versions, errors = import_versions(tuple(mods.values()))
+    crashed = next((m for m, e in errors.items() if e.startswith("the import crashed")), None)
+    for m in mods.values():  # after a crash the rest were not tried
+        if m not in versions and m not in errors:
+            errors[m] = f"not tried: importing {crashed or 'an earlier module'} crashed Python first"
     failed = {pkg: errors[m] for pkg, m in mods.items() if errors.get(m)}
     details = {"modules": mods, "failed": failed}
     if failed:

@@ -83,7 +83,8 @@ def save_model_dir(model, prep: Preprocess, path: Path, trained_on: str = "fer20
     )
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
+    """Loss and accuracy per epoch, train beside PublicTest, under ``title`` (the run and its labels)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,12 +92,14 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
-    a.plot(ep, [h["public_loss"] for h in history], label="PublicTest loss")
-    a.set_xlabel("epoch"); a.legend(); a.grid(alpha=0.3)
-    b.plot(ep, [h["train_acc"] for h in history], label="train acc (augmented)")
-    b.plot(ep, [h["public_acc"] for h in history], label="PublicTest acc")
-    b.set_xlabel("epoch"); b.set_ylim(0, 1); b.legend(); b.grid(alpha=0.3)
+    a.plot(ep, [h["train_loss"] for h in history], marker=".", label="train loss")
+    a.plot(ep, [h["public_loss"] for h in history], marker=".", label="PublicTest loss")
+    a.set_xlabel("epoch"); a.set_ylabel("loss (cross-entropy)"); a.legend(); a.grid(alpha=0.3)
+    b.plot(ep, [h["train_acc"] for h in history], marker=".", label="train acc (augmented)")
+    b.plot(ep, [h["public_acc"] for h in history], marker=".", label="PublicTest acc")
+    b.set_xlabel("epoch"); b.set_ylabel("top-1 accuracy"); b.set_ylim(0, 1); b.legend(); b.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 
@@ -225,7 +228,8 @@ def main(argv=None) -> int:
         if ema is not None:
             state["ema"] = ema.state_dict()
         torch.save(state, out / "checkpoint.tmp"); os.replace(out / "checkpoint.tmp", ckpt_path)
-        plot_curves(history, out / "curves.png")
+        plot_curves(history, out / "curves.png", f"{out.name}: {args.labels} labels, "
+                    f"from {args.pretrained or 'scratch'}, lr {args.lr:g}, {args.epochs} epochs")
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
     last_acc = targets.score(evaluate_logits(served, xp, prep, device), public_rows, public.labels)[1]

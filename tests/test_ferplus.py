@@ -111,6 +111,24 @@ def test_shared_vote_file_joins_our_copy_by_path():
     assert int((ferplus.majority_label(j.votes[private]) >= 0).sum()) == 3518
 
 
+def test_clear_majority_is_barsoums_test_subset():
+    """Single votes are outliers; a label needs more than half of the rest; a clear contempt/unknown/NF majority is not ours."""
+    #                   neu hap sur sad ang dis fea con unk NF
+    votes = np.array([[1, 6, 2, 0, 0, 0, 0, 0, 1, 0],   # 6 of 8 after dropping the singles: happy
+                      [0, 0, 0, 0, 4, 4, 0, 2, 0, 0],   # tie: no clear majority
+                      [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],   # exactly half is not more than half
+                      [4, 1, 1, 1, 1, 1, 1, 0, 0, 0],   # 4 of 10, but the single votes go: 4 of 4, neutral
+                      [0, 0, 0, 0, 0, 0, 0, 7, 3, 0],   # clear contempt: not ours
+                      [0, 0, 0, 2, 0, 0, 0, 0, 0, 8],   # clear NF
+                      [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],   # every vote an outlier: nothing left
+                      [0, 0, 3, 0, 0, 0, 2, 0, 0, 0]])  # 3 of 5: surprise
+    want = [LABEL_INDEX["happy"], -1, -1, LABEL_INDEX["neutral"], -1, -1, -1, LABEL_INDEX["surprise"]]
+    assert ferplus.clear_majority_label(votes).tolist() == want
+    pred = np.array([LABEL_INDEX["happy"], 0, 0, LABEL_INDEX["sad"], 0, 0, 0, LABEL_INDEX["surprise"]])
+    assert ferplus.accuracy_clear_majority(pred, votes) == (2 / 3, 3)
+    assert ferplus.accuracy(pred, votes)[1] == 6  # the plain majority keeps the ties and weak majorities
+
+
 def test_evaluate_with_ferplus_labels_reports_n_and_cross_entropy(tiny_models, tmp_path):
     """tools/evaluate.py --labels ferplus scores usable images only and adds cross-entropy and the FER2013 accuracy."""
     root = fer2013.default_root()
@@ -126,6 +144,7 @@ def test_evaluate_with_ferplus_labels_reports_n_and_cross_entropy(tiny_models, t
     assert rep["label_set"] == "ferplus" and rep["n"] + rep["n_left_out"] == 200 and rep["n"] > 180
     assert np.array(rep["confusion_matrix"]).sum() == rep["n"]
     assert rep["cross_entropy"] > 0 and 0 <= rep["accuracy_fer2013"] <= 1
+    assert 100 < rep["n_clear_majority"] < rep["n"] and 0 <= rep["accuracy_clear_majority"] <= 1
 
 
 def test_the_fer2013_label_can_count_as_extra_votes():

@@ -171,3 +171,13 @@ def test_analyze_annotate_into_an_unwritable_place_exits_2(frame_jpg, tmp_path):
     blocker.write_text("x")
     r = analyze(path, "--annotate", blocker / "sub")
     assert r.returncode == 2 and "--annotate" in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["--summary", "--json"])
+def test_a_closed_pipe_ends_analyze_quietly(frame_jpg, mode):
+    """`emod analyze --summary A B | head`: a reader gone before the first line is not a failure of every input (exit 0, no errors)."""
+    path, _ = frame_jpg
+    env = {k: v for k, v in base_env(DEMO.parent).items() if k != "EMOD_MODELS_DIR"}
+    r = subprocess.run(["bash", "-c", f'"{EMOD}" analyze {mode} --every 30 "{path}" "{DEMO}" | true; echo "rc=${{PIPESTATUS[0]}}" >&2'],
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert "rc=0" in r.stderr and "Broken pipe" not in r.stderr and "Traceback" not in r.stderr, r.stderr

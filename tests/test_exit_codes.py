@@ -73,6 +73,15 @@ def test_config_errors_exit_78_and_usage_errors_2(short_tmp, tiny_models) -> Non
     assert run(EMOD, "keygen", short_tmp / "k", env=env).returncode == protocol.EXIT_USAGE
 
 
+@pytest.mark.parametrize("argv", [("run", "--duration", "-5"), ("run", "--duration", "0"), ("run", "--duration", "nan"),
+                                  ("analyze", "--every", "0", "x.jpg"), ("analyze", "--every", "two", "x.jpg")])
+def test_nonsense_durations_and_strides_are_usage_errors(short_tmp, argv) -> None:
+    """`emod run --duration -5` used to run and stop at once (0: forever); `analyze --every 0` was taken as 1: now exit 2 naming the value."""
+    r = run(EMOD, *argv, "--runtime-dir" if argv[0] == "run" else "--json", *((short_tmp / "r",) if argv[0] == "run" else ()))
+    assert r.returncode == protocol.EXIT_USAGE and f"'{argv[2]}'" in r.stderr and "stage spawned" not in r.stdout, r.stderr
+    assert not (short_tmp / "r" / "capture.sock").exists()
+
+
 def test_an_unusable_runtime_directory_exits_1(short_tmp, tiny_models) -> None:
     """`emod run` with a runtime directory it cannot create exits 1 with one line, no traceback."""
     r = run(EMOD, "run", "--runtime-dir", "/proc/emod-cannot-be-here", "--source", "demo", "--model", "tiny",

@@ -203,3 +203,12 @@ def test_emotion_intervals_are_summed_into_shares(tmp_path: Path) -> None:
     old = [snap(i) for i in range(3)]  # a history written before emotions were recorded
     write(path, old)
     assert summarize(path, 1)["emotions"]["shares"] is None and "emotions no faces" in summarize(path, 1)["text"]
+
+
+def test_history_into_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    """`emod-stats --history 1 [--json] | head`: exit 0, no traceback, with a reader gone before the first write."""
+    write(tmp_path / "telemetry.jsonl", [snap(i) for i in range(121)])
+    for extra in ("", "--json"):
+        r = subprocess.run(["bash", "-c", f'"{EMOD_STATS}" --history 1 {extra} --state-dir "{tmp_path}" | true; '
+                                          'echo "rc=${PIPESTATUS[0]}" >&2'], capture_output=True, text=True, timeout=60)
+        assert "rc=0" in r.stderr and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr

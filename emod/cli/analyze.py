@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from emod import config, protocol
+from emod.cli.argtypes import positive_int
 from emod.cli.pipe import reader_gone
 from emod.labels import LABELS
 from emod.sources.base import SourceError
@@ -135,10 +136,12 @@ def run(args) -> int:
             if args.summary or args.annotate is not None:
                 _track_file(entry.path, name, pipe, cfg, args)
                 continue
-            fmt, frames, warning = analyze_file(pipe, entry.path, max(1, args.every))
+            fmt, frames, warning = analyze_file(pipe, entry.path, args.every)
         except _AnnotateError as e:  # --annotate could not write
             print(f"emod analyze: {e}", file=sys.stderr)
             return protocol.EXIT_FAILURE
+        except BrokenPipeError:  # our reader went away, not this input: main() ends quietly
+            raise
         except (SourceError, ValueError, OSError) as e:
             status = protocol.EXIT_USAGE
             msg = str(e)
@@ -174,7 +177,7 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
     stream.keep_ended = True
     fps: list = []
     frames, last_t = 0, 0.0
-    fmt, frames_iter, _ = _frames(raw_path, max(1, args.every), fps)
+    fmt, frames_iter, _ = _frames(raw_path, args.every, fps)
     image = fmt not in ("video", "gif")
     for idx, _, frame in frames_iter:
         faces, dms, cms = pipe.process(frame)
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="model name or directory (default: the config's infer.model)")
     p.add_argument("--config", help="TOML config (detector settings)")
     p.add_argument("--json", action="store_true", help="print one JSON object per input")
-    p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
+    p.add_argument("--every", type=positive_int, default=1, help="analyse every Nth video frame")
     p.add_argument("--summary", action="store_true", help="per face track: frames, time span and time share per label")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each analysed frame with the overlay into DIR")
     args = p.parse_args(argv)

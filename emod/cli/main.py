@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from emod import config, protocol
+from emod.cli.argtypes import positive_float
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--source", help="auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder")
     r.add_argument("--model", help="model name (emod-ctl models); overrides the persisted choice")
     r.add_argument("--state-dir", help="persistent state directory (default /var/lib/emod for root)")
-    r.add_argument("--duration", type=float, help="stop after this many seconds")
+    r.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     r.add_argument("--loop", action="store_true", help="loop a file source")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("stage", help="run one stage on its own (the launcher does this for each stage)")

@@ -14,6 +14,7 @@ import sys
 import time
 
 from emod import bus
+from emod.cli.pipe import reader_gone
 from emod.client import Client, ClientError
 from emod.launcher.emotion_tally import format_shares
 
@@ -55,6 +56,13 @@ def render(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        return reader_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(prog="emod-stats", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")

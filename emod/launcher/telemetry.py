@@ -139,7 +139,10 @@ class Telemetry:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "model": active_model,
             "stages": stages,
-            "frames": {"captured": cap.get("frames", 0), "processed": inf.get("processed", 0), "dropped": inf.get("dropped", 0)},
+            # capture reports its count once a second, infer the capture sequence number of every frame it took:
+            # the larger is the count of frames captured so far (never fewer than were processed and dropped)
+            "frames": {"captured": max(cap.get("frames", 0), inf.get("last_seq") or 0), "processed": inf.get("processed", 0),
+                       "dropped": inf.get("dropped", 0)},
             "processed_fps": inf.get("fps"),
             "latency_ms": {"p50": percentile(self.latency, 50), "p95": percentile(self.latency, 95)},
             "inference_ms": {"model": self.model or None, "p50": percentile(self.infer_ms, 50), "p95": percentile(self.infer_ms, 95)},

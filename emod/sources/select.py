@@ -69,7 +69,7 @@ def resolve_auto(interactive: bool) -> tuple[str, list[str]]:
     notes.append("no /dev/video* device")
     if not interactive:
         raise SourceError("auto: no camera (" + "; ".join(notes) + "); the demo clip is only a fallback from a "
-                          "terminal: set [capture] source = \"demo\" to analyse it")
+                          "terminal: run `emod run --source demo` (or set [capture] source = \"demo\") to analyse it")
     notes.append(f"no camera: playing the bundled demo clip {DEMO_CLIP.name}")
     return "demo", notes
 

@@ -235,6 +235,6 @@ class InferStage(Stage):
             self.link.close()
 
     def stats(self) -> dict:
-        return {"fps": self.rate.rate(), "processed": self.processed, "dropped": self.dropped, "faces": self.faces,
-                "faces_per_s": self.face_rate.rate(), "faces_dropped": self.faces_dropped, "model": self.classifier.name, "loading": self.loading is not None,
+        return {"fps": self.rate.rate(), "processed": self.processed, "dropped": self.dropped, "last_seq": self.last_seq,
+                "faces": self.faces, "faces_per_s": self.face_rate.rate(), "faces_dropped": self.faces_dropped, "model": self.classifier.name, "loading": self.loading is not None,
                 **{k: round(v, 3) for k, v in self.last_ms.items()}}

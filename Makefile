@@ -4,11 +4,12 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TORCH_INDEX ?=  # e.g. https://download.pytorch.org/whl/cpu where PyPI's torch wheel is a CUDA build
 
 $(BIN)/emod: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

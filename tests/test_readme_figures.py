@@ -109,8 +109,8 @@ FIGURES = [
     "{daemon:models.full.total_rss_mb:.0f} MB |",
     "| `emod-ctl set-model` to this model, reply | {daemon:models.full.set_model.quant.reply_s:.2f} s | "
     "{daemon:models.quant.set_model.full.reply_s:.2f} s (imports torch) |",
-    "On this {daemon:machine.cpu_count:d}-core x86-64 build machine (not yet on a Pi 5), shared with other jobs while "
-    "it ran (load average {daemon:machine.loadavg.0:.1f} before, {daemon:machine.loadavg_after.0:.1f} after)",
+    "On this {daemon:machine.cpu_count:d}-core x86-64 build machine (not yet on a Pi 5; one-minute load average "
+    "{daemon:machine.loadavg.0:.1f} before, {daemon:machine.loadavg_after.0:.1f} after)",
     "classified), {daemon:scenario.seconds:.0f} s per model",
     # the labelled FER clip and the face detectors: tools/make_clip.py --check, tools/detect_report.py, tools/measure.py,
     # tools/crop_framing.py

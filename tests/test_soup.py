@@ -65,3 +65,5 @@ def test_soup_of_other_architectures_fails_by_name_and_writes_nothing(tmp_path, 
     assert "no model.safetensors" in capsys.readouterr().err
     assert _tool("soup").main([str(out), str(a)]) == 2
     assert "at least two" in capsys.readouterr().err
+    assert _tool("soup").main([str(out), str(a), str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such directory" in capsys.readouterr().err

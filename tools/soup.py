@@ -26,14 +26,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
 META = ("config.json", "preprocessor_config.json")
 WEIGHTS = "model.safetensors"
 IGNORED_CONFIG = ("_name_or_path", "transformers_version")  # bookkeeping, not architecture
 
 
 def _meta(d: Path) -> dict[str, dict]:
+    if not d.is_dir():
+        raise ValueError(f"{d}: no such directory")
     missing = [f for f in (*META, WEIGHTS) if not (d / f).is_file()]
     if missing:
         raise ValueError(f"{d} is not a tools/train.py model directory: no {', '.join(missing)}")
@@ -51,6 +51,7 @@ def soup(out: Path, models: list[Path]) -> dict:
     """
     if len(models) < 2:
         raise ValueError("a soup needs at least two models")
+    from safetensors.torch import load_file, save_file  # imports torch: not for --help or a bad argument
     first = _meta(models[0])
     states = [load_file(str(models[0] / WEIGHTS))]
     for m in models[1:]:

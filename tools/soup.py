@@ -7,7 +7,7 @@ of their weights is itself a good model, often better than each of them, at the 
 running statistics included; integer tensors (BatchNorm's ``num_batches_tracked``) come from the
 first model. The output is a ``tools/train.py`` model directory, so the usual next steps apply:
 
-    python tools/soup.py runs/soup runs/ferplus3/model runs/ferplus5/model
+    python tools/soup.py runs/soup runs/ferplus2/model runs/ferplus3/model
     python tools/evaluate.py --model runs/soup --split public --labels ferplus
     python tools/package.py runs/soup emod/models/zoo/full --tta hflip
 

@@ -173,10 +173,7 @@ def majority_label(votes: np.ndarray) -> np.ndarray:
 
 def accuracy(pred: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
     """FER+ accuracy and n: share of usable images whose predicted LABELS index is their majority label."""
-    maj = majority_label(votes)
-    keep = maj >= 0
-    n = int(keep.sum())
-    return (float((np.asarray(pred)[keep] == maj[keep]).mean()) if n else float("nan")), n
+    return _accuracy_on(pred, majority_label(votes))
 
 
 def clear_majority_label(votes: np.ndarray) -> np.ndarray:
@@ -196,10 +193,14 @@ def clear_majority_label(votes: np.ndarray) -> np.ndarray:
 
 def accuracy_clear_majority(pred: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
     """As :func:`accuracy`, over the images with a clear majority (:func:`clear_majority_label`): (accuracy, n)."""
-    maj = clear_majority_label(votes)
-    keep = maj >= 0
+    return _accuracy_on(pred, clear_majority_label(votes))
+
+
+def _accuracy_on(pred: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
+    """(accuracy, n) of (N,) predicted LABELS indices against (N,) truth, over the images whose truth is not -1."""
+    keep = truth >= 0
     n = int(keep.sum())
-    return (float((np.asarray(pred)[keep] == maj[keep]).mean()) if n else float("nan")), n
+    return (float((np.asarray(pred)[keep] == truth[keep]).mean()) if n else float("nan")), n
 
 
 def accuracy_any_top(pred: np.ndarray, votes: np.ndarray) -> float:

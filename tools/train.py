@@ -74,6 +74,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+PLOT_EVERY_S = 30.0  # curves.png is redrawn after the last epoch and at most this often before it
+
+
 def save_model_dir(model, prep: Preprocess, path: Path, trained_on: str = "fer2013") -> None:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path), safe_serialization=True)
@@ -208,6 +211,8 @@ def main(argv=None) -> int:
         print(f"resumed at epoch {start_epoch}, best PublicTest {best:.4f}", flush=True)
 
     gen = torch.Generator().manual_seed(args.seed + start_epoch)
+    curves_title = f"{out.name}: {args.labels} labels, from {args.pretrained or 'scratch'}, lr {args.lr:g}, {args.epochs} epochs"
+    last_plot = 0.0
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
@@ -228,8 +233,9 @@ def main(argv=None) -> int:
         if ema is not None:
             state["ema"] = ema.state_dict()
         torch.save(state, out / "checkpoint.tmp"); os.replace(out / "checkpoint.tmp", ckpt_path)
-        plot_curves(history, out / "curves.png", f"{out.name}: {args.labels} labels, "
-                    f"from {args.pretrained or 'scratch'}, lr {args.lr:g}, {args.epochs} epochs")
+        if epoch + 1 == args.epochs or time.time() - last_plot >= PLOT_EVERY_S:  # fast (GPU) epochs: not every one
+            plot_curves(history, out / "curves.png", curves_title)
+            last_plot = time.time()
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
     last_acc = targets.score(evaluate_logits(served, xp, prep, device), public_rows, public.labels)[1]
@@ -238,18 +244,24 @@ def main(argv=None) -> int:
         best = last_acc
         save_model_dir(served, prep, out / "model", args.labels)
 
+    metrics = {
+        "labels": list(LABELS), "input_size": args.input_size, "width": args.width, "args": {k: str(v) for k, v in vars(args).items()},
+        "data_cleaning": report.as_dict(), "n_train": len(train), "best_public_acc": best,
+        "label_set": args.labels, "n_private": len(private), "history": history,
+    }
+    if len(private) == 0:  # e.g. a copy of the data made to train elsewhere: the report is made where PrivateTest is
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"PublicTest best {best:.4f} ({args.labels}); no PrivateTest images in {data_root}: "
+              f"report it with tools/evaluate.py --model {out / 'model'} --split private", flush=True)
+        return 0
+
     # PrivateTest, once, on the selected model
     from emod.training.build import load_dir
 
     final = load_dir(out / "model").to(device).to(memory_format=torch.channels_last)
     xq = np.stack([prep.resize(im) for im in private.images])
     lq = evaluate_logits(final, xq, prep, device)
-    metrics = {
-        "labels": list(LABELS), "input_size": args.input_size, "width": args.width, "args": {k: str(v) for k, v in vars(args).items()},
-        "data_cleaning": report.as_dict(), "n_train": len(train), "best_public_acc": best,
-        "label_set": args.labels, "private_acc_fer2013": float((lq.argmax(1) == private.labels).mean()),
-        "n_private": len(private), "history": history,
-    }
+    metrics["private_acc_fer2013"] = float((lq.argmax(1) == private.labels).mean())
     if targets.votes is not None or (data_root / ferplus.VOTES_FILE).is_file():
         pv = (targets.votes if targets.votes is not None else ferplus.load(data_root, data.names).votes)[rows(private)]
         metrics["private_acc_ferplus"], metrics["n_private_ferplus"] = ferplus.accuracy(lq.argmax(1), pv)

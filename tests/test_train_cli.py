@@ -1,0 +1,44 @@
+"""tools/train.py end to end on a tiny hand-made FER2013 folder (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from emod.labels import LABELS
+from test_package import _tool
+
+
+def _fer_folder(root, with_private: bool) -> None:
+    """3 training and 1 PublicTest image per class (and 1 PrivateTest with ``with_private``), all distinct."""
+    rng = np.random.default_rng(0)
+    for label in LABELS:
+        names = [("train", f"Training_{i}") for i in range(3)] + [("test", "PublicTest_0")]
+        names += [("test", "PrivateTest_0")] if with_private else []
+        for split, stem in names:
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{stem}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("with_private", [True, False])
+def test_train_reports_privatetest_once_or_says_where_to(tmp_path, monkeypatch, capsys, with_private) -> None:
+    data, out = tmp_path / "fer", tmp_path / "run"
+    _fer_folder(data, with_private)
+    monkeypatch.chdir(tmp_path)  # train.py caches the decoded images in ./.cache
+    rc = _tool("train").main(["--data", str(data), "--out", str(out), "--epochs", "2", "--input-size", "48", "--width", "0.35",
+                              "--batch-size", "8", "--device", "cpu", "--threads", "1", "--no-progress"])
+    assert rc == 0
+    said = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert (out / "model" / "model.safetensors").is_file() and (out / "curves.png").is_file()
+    assert metrics["n_train"] == 3 * len(LABELS) and metrics["n_private"] == (len(LABELS) if with_private else 0)
+    if with_private:
+        assert 0.0 <= metrics["private_acc"] <= 1.0 and "PrivateTest fer2013" in said
+    else:  # a copy of the data made to train elsewhere (e.g. on a GPU machine) has no PrivateTest: no figure, and why
+        assert "private_acc" not in metrics and "private_acc_fer2013" not in metrics
+        assert f"no PrivateTest images in {data}" in said and "tools/evaluate.py --model" in said

@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from emod.labels import LABELS
 from test_package import _tool
@@ -42,3 +43,26 @@ def test_train_reports_privatetest_once_or_says_where_to(tmp_path, monkeypatch, 
     else:  # a copy of the data made to train elsewhere (e.g. on a GPU machine) has no PrivateTest: no figure, and why
         assert "private_acc" not in metrics and "private_acc_fer2013" not in metrics
         assert f"no PrivateTest images in {data}" in said and "tools/evaluate.py --model" in said
+
+
+def test_fit_epochs_fills_the_time_left_within_bounds() -> None:
+    fit = _tool("train").fit_epochs
+    assert fit(200, seconds_left=100.0, epoch_seconds=10.0) == 2 + 9  # 95 % of 100 s at 10 s an epoch, after 2 done
+    assert fit(5, seconds_left=100.0, epoch_seconds=10.0) == 5  # never more than asked
+    assert fit(200, seconds_left=-30.0, epoch_seconds=10.0) == 3  # out of time: one more epoch, to anneal
+
+
+def test_a_time_budget_shortens_the_schedule_and_records_it(tmp_path, monkeypatch, capsys) -> None:
+    data, out = tmp_path / "fer", tmp_path / "run"
+    _fer_folder(data, with_private=False)
+    monkeypatch.chdir(tmp_path)
+    rc = _tool("train").main(["--data", str(data), "--out", str(out), "--epochs", "40", "--time-budget", "0.001",
+                              "--input-size", "48", "--width", "0.35", "--batch-size", "8", "--device", "cpu",
+                              "--threads", "1", "--no-progress"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["args"]["epochs"] == "3"
+    assert "--time-budget 0.001 min: 3 epochs fit (of 40)" in capsys.readouterr().out
+    # the shortened one-cycle schedule annealed to its end (the 40-epoch one would still be warming up, near 1.4e-3)
+    assert metrics["history"][-1]["lr"] < 0.05 * 2e-3
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epochs"] == 3  # --resume keeps the fitted length

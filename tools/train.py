@@ -65,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="select and save an exponential moving average of the weights and BatchNorm statistics, "
                         "updated every step with this decay, e.g. 0.999 (0: off)")
+    p.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
+                   help="fit the schedule into this much wall time (start-up included): after the second epoch, "
+                        "--epochs becomes as many as fit, never more than given; metrics.json records the number")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
@@ -84,6 +87,11 @@ def save_model_dir(model, prep: Preprocess, path: Path, trained_on: str = "fer20
         json.dumps({"emod_preprocess": prep.as_manifest(), "input_size": prep.input_size, "labels": list(LABELS),
                     "trained_on": trained_on}, indent=2) + "\n"
     )
+
+
+def fit_epochs(cap: int, seconds_left: float, epoch_seconds: float, done: int = 2, margin: float = 0.95) -> int:
+    """Epochs in all (``done`` already run) that fit into ``seconds_left`` at ``epoch_seconds`` each; 3..``cap``."""
+    return int(min(cap, max(done + 1, done + math.floor(margin * seconds_left / max(epoch_seconds, 1e-3)))))
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
@@ -135,6 +143,7 @@ class Targets:
 
 
 def main(argv=None) -> int:
+    t_start = time.time()
     args = parse_args(argv)
     if args.label_smoothing is None:
         args.label_smoothing = 0.1 if args.labels == "fer2013" else 0.0
@@ -188,7 +197,9 @@ def main(argv=None) -> int:
     steps_per_epoch = math.ceil(len(xt) / args.batch_size)
     total = steps_per_epoch * args.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total, pct_start=args.warmup_frac, div_factor=20, final_div_factor=200)
+    one_cycle = lambda total: torch.optim.lr_scheduler.OneCycleLR(  # noqa: E731
+        opt, max_lr=args.lr, total_steps=total, pct_start=args.warmup_frac, div_factor=20, final_div_factor=200)
+    sched = one_cycle(total)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     if not 0.0 <= args.ema < 1.0:
         print(f"error: --ema must be in [0, 1), got {args.ema}", file=sys.stderr)
@@ -206,6 +217,7 @@ def main(argv=None) -> int:
                 return 2
             ema.load_state_dict(st["ema"])
         start_epoch, best = st["epoch"], st["best"]
+        args.epochs = st.get("epochs", args.epochs)  # a --time-budget run keeps the length it was fitted to
         history = json.loads(st["history"])
         torch.set_rng_state(st["rng"])
         print(f"resumed at epoch {start_epoch}, best PublicTest {best:.4f}", flush=True)
@@ -213,7 +225,8 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(args.seed + start_epoch)
     curves_title = f"{out.name}: {args.labels} labels, from {args.pretrained or 'scratch'}, lr {args.lr:g}, {args.epochs} epochs"
     last_plot = 0.0
-    for epoch in range(start_epoch, args.epochs):
+    epoch = start_epoch
+    while epoch < args.epochs:
         t0 = time.time()
         train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
                                                 args.label_smoothing, scaler, ema=ema, desc=f"epoch {epoch + 1}/{args.epochs}",
@@ -228,14 +241,25 @@ def main(argv=None) -> int:
             best = pub_acc
             save_model_dir(served, prep, out / "model", args.labels)
         print(json.dumps(h) + ("  *best*" if improved else ""), flush=True)
+        if args.time_budget and epoch + 1 == 2 and start_epoch == 0 and args.epochs > 2:
+            fit = fit_epochs(args.epochs, args.time_budget * 60 - (time.time() - t_start), h["seconds"])
+            if fit != args.epochs:  # the same one-cycle schedule, shorter, continued from the steps already taken
+                print(f"--time-budget {args.time_budget:g} min: {fit} epochs fit (of {args.epochs}) at {h['seconds']:.1f} s each",
+                      flush=True)
+                args.epochs = fit
+                sched = one_cycle(steps_per_epoch * fit)
+                for _ in range(steps_per_epoch * (epoch + 1)):
+                    sched.step()
+                curves_title = curves_title.rsplit(",", 1)[0] + f", {fit} epochs (fitted to {args.time_budget:g} min)"
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
-                 "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
+                 "epochs": args.epochs, "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
         if ema is not None:
             state["ema"] = ema.state_dict()
         torch.save(state, out / "checkpoint.tmp"); os.replace(out / "checkpoint.tmp", ckpt_path)
         if epoch + 1 == args.epochs or time.time() - last_plot >= PLOT_EVERY_S:  # fast (GPU) epochs: not every one
             plot_curves(history, out / "curves.png", curves_title)
             last_plot = time.time()
+        epoch += 1
 
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
     last_acc = targets.score(evaluate_logits(served, xp, prep, device), public_rows, public.labels)[1]

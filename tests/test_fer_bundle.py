@@ -1,0 +1,78 @@
+"""tools/fer_bundle.py: the training data carried to another machine, byte for byte, and nothing else."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+from test_package import _tool
+
+from emod.datasets import fer2013, ferplus
+from emod.labels import LABELS
+
+
+def _folder(root) -> dict[str, list[str]]:
+    """2 training images per class plus a blank one, a duplicate and one leaked into PublicTest; 1 PublicTest
+    and 1 PrivateTest per class; a vote file with a row per image and a licence. Returns the names by role."""
+    rng = np.random.default_rng(1)
+    roles: dict[str, list[str]] = {"kept": [], "dropped": [], "public": [], "private": []}
+
+    def put(name, img, role):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / name), img)
+        roles[role].append(name)
+
+    for label in LABELS:
+        for i in range(2):
+            put(f"train/{label}/Training_{i}.png", rng.integers(0, 256, (48, 48), dtype=np.uint8), "kept")
+        put(f"test/{label}/PublicTest_0.png", rng.integers(0, 256, (48, 48), dtype=np.uint8), "public")
+        put(f"test/{label}/PrivateTest_0.png", rng.integers(0, 256, (48, 48), dtype=np.uint8), "private")
+    put("train/happy/Training_blank.png", np.full((48, 48), 128, np.uint8), "dropped")
+    put("train/happy/Training_dup.png", cv2.imread(str(root / "train/happy/Training_0.png"), cv2.IMREAD_GRAYSCALE), "dropped")
+    put("train/sad/Training_leak.png", cv2.imread(str(root / "test/sad/PublicTest_0.png"), cv2.IMREAD_GRAYSCALE), "dropped")
+    (root / "ferplus").mkdir()
+    with open(root / ferplus.VOTES_FILE, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "Usage", *ferplus.VOTE_COLUMNS])
+        for names in roles.values():
+            for n in names:
+                w.writerow([n, "x", *([10] + [0] * 9)])
+    (root / "ferplus" / "LICENSE.md").write_text("MIT (test)\n")
+    return roles
+
+
+def test_pack_then_unpack_gives_the_cleaned_images_byte_for_byte_and_their_votes(tmp_path, capsys) -> None:
+    src, dest, bundle = tmp_path / "src", tmp_path / "dest", tmp_path / "b.npz"
+    roles = _folder(src)
+    tool = _tool("fer_bundle")
+    assert tool.main(["pack", str(bundle), "--data", str(src), "--cache", str(tmp_path / "c")]) == 0
+    assert tool.main(["unpack", str(bundle), str(dest)]) == 0
+    got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*.png"))
+    want = roles["kept"] + roles["public"]
+    assert got == sorted(want)  # no blank, duplicate or leaked image, and PrivateTest stays home
+    assert all((dest / n).read_bytes() == (src / n).read_bytes() for n in want)
+    assert (dest / "ferplus" / "LICENSE.md").read_text() == "MIT (test)\n"
+    data = fer2013.load(dest)  # the folder train.py reads: every vote row names an image (strict join)
+    joined = ferplus.load(dest, data.names)
+    assert joined.has_votes.all() and len(data.names) == len(want)
+    assert '"train": 14' in capsys.readouterr().out
+
+    assert tool.main(["pack", str(bundle), "--data", str(src), "--with-private", "--cache", str(tmp_path / "c")]) == 0
+    dest2 = tmp_path / "dest2"
+    assert tool.main(["unpack", str(bundle), str(dest2)]) == 0
+    assert (dest2 / roles["private"][0]).read_bytes() == (src / roles["private"][0]).read_bytes()
+
+
+def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys) -> None:
+    tool = _tool("fer_bundle")
+    assert tool.main(["pack", str(tmp_path / "b.npz"), "--data", str(tmp_path / "nowhere")]) == 2
+    assert "no FER2013 folder" in capsys.readouterr().err
+    (tmp_path / "junk.npz").write_bytes(b"not a bundle")
+    assert tool.main(["unpack", str(tmp_path / "junk.npz"), str(tmp_path / "d")]) == 2
+    assert "is not a fer_bundle.py bundle" in capsys.readouterr().err
+    _folder(tmp_path / "src")
+    assert tool.main(["pack", str(tmp_path / "b.npz"), "--data", str(tmp_path / "src"), "--cache", str(tmp_path / "c")]) == 0
+    (tmp_path / "full").mkdir(); (tmp_path / "full" / "x").write_text("keep me")
+    assert tool.main(["unpack", str(tmp_path / "b.npz"), str(tmp_path / "full")]) == 2
+    assert "is not empty" in capsys.readouterr().err and (tmp_path / "full" / "x").read_text() == "keep me"

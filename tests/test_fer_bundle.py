@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -76,3 +79,20 @@ def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys) -> None:
     (tmp_path / "full").mkdir(); (tmp_path / "full" / "x").write_text("keep me")
     assert tool.main(["unpack", str(tmp_path / "b.npz"), str(tmp_path / "full")]) == 2
     assert "is not empty" in capsys.readouterr().err and (tmp_path / "full" / "x").read_text() == "keep me"
+
+
+def _load_into(root: str, cache: str) -> int:
+    return len(fer2013.load(Path(root), cache_dir=Path(cache)).names)
+
+
+def test_processes_starting_together_share_one_cache_without_clashing(tmp_path) -> None:
+    """Runs that tools/sweep.py starts at once each decode the folder and write the same cache file."""
+    rng = np.random.default_rng(2)
+    for label in LABELS:
+        for split, stem in [("train", f"Training_{i}") for i in range(80)] + [("test", "PublicTest_0")]:
+            (tmp_path / "fer" / split / label).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "fer" / split / label / f"{stem}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork")) as pool:
+        sizes = list(pool.map(_load_into, [str(tmp_path / "fer")] * 4, [str(tmp_path / "cache")] * 4))
+    assert sizes == [81 * len(LABELS)] * 4
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [next((tmp_path / "cache").glob("fer2013-*.npz")).name]

@@ -123,7 +123,7 @@ def load(root: Path | None = None, cache_dir: Path | None = None, progress: bool
         return FerSplit(z["images"], z["labels"], z["usage"], z["names"])
     data = load_folder(root, progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # processes that start together (tools/sweep.py) each write their own
     np.savez(tmp, images=data.images, labels=data.labels, usage=data.usage, names=data.names)
     tmp.replace(cache)
     return data

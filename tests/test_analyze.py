@@ -181,3 +181,19 @@ def test_a_closed_pipe_ends_analyze_quietly(frame_jpg, mode):
     r = subprocess.run(["bash", "-c", f'"{EMOD}" analyze {mode} --every 30 "{path}" "{DEMO}" | true; echo "rc=${{PIPESTATUS[0]}}" >&2'],
                        capture_output=True, text=True, timeout=180, env=env)
     assert "rc=0" in r.stderr and "Broken pipe" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_annotate_alone_says_what_it_wrote_and_an_empty_folder_is_an_error(frame_jpg, tmp_path):
+    """`--annotate DIR` without `--summary` names each file and its frame count; an empty folder exits 2 by name,
+    after the other inputs were analysed."""
+    path, _ = frame_jpg
+    out, empty = tmp_path / "annotated", tmp_path / "empty"
+    empty.mkdir()
+    r = analyze(path, empty, "--annotate", out, "--model", "quant")
+    assert r.returncode == 2
+    assert r.stdout.splitlines() == [f"{path}: 1 frame annotated into {out}"] and (out / path.name).is_file()
+    assert f"emod analyze: {empty}: empty folder: nothing to analyse" in r.stderr
+    j = analyze(path, "--annotate", out, "--json", "--model", "quant")
+    assert j.returncode == 0 and json.loads(j.stdout) == {"path": str(path), "model": "quant", "frames": 1, "annotated": str(out)}
+    e = analyze(empty, "--json")
+    assert e.returncode == 2 and json.loads(e.stdout) == {"path": str(empty), "error": "empty folder: nothing to analyse"}

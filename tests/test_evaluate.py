@@ -72,6 +72,15 @@ def test_predictions_are_the_daemon_classifiers(tiny_models, fer_root, tmp_path)
     assert json.loads(out.read_text())["confusion_matrix"] == confusion_matrix(test.labels, pred, 7).tolist()
 
 
+def test_report_paths_are_relative_to_the_checkout_when_inside_it(fer_root, tmp_path):
+    """A shipped model's report names it as in every clone (emod/models/zoo/quant), not by this clone's path."""
+    out = tmp_path / "q.json"
+    assert run("--model", "quant", "--split", "public", "--limit", "16", "--json", str(out)).returncode == 0
+    r = json.loads(out.read_text())
+    assert r["model_path"] == "emod/models/zoo/quant"
+    assert r["data"] == str(fer_root.resolve().relative_to(REPO)) if fer_root.resolve().is_relative_to(REPO) else str(fer_root.resolve())
+
+
 def test_unknown_model_exits_2_with_one_clear_line(tiny_models):
     """An unknown model name exits with status 2 and a single stderr line naming it and the available models."""
     r = run("--model", "no-such-model", models_dir=tiny_models)

@@ -80,6 +80,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def shown(path: Path) -> str:
+    """A path for the report: relative to the checkout when inside it (the same in every clone), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def fail(msg: str) -> int:
     print(f"evaluate: {msg}", file=sys.stderr)
     return 2
@@ -196,13 +204,13 @@ def main(argv=None) -> int:
 
     result = {
         "model": clf.name,
-        "model_path": str(clf.info.path),
+        "model_path": shown(clf.info.path),
         "format": clf.info.format,
         "input_size": clf.info.input_size,
         "split": args.split,
         "label_set": args.labels,
         "limit": args.limit,
-        "data": str(data_root),
+        "data": shown(data_root),
         **report,
         **extra,
         "labels": list(LABELS),

@@ -9,10 +9,10 @@ order; ``--json`` also gives each frame's detector, ``detect_ms`` and ``classify
 time span (video seconds) and time share per smoothed label, through the daemon's own tracker
 and smoother (:func:`emod.vision.emotions.from_config`, ``[display]`` settings).
 ``--annotate DIR`` writes every analysed frame with the daemon's overlay (tracks, smoothed
-labels, probability bars) as ``DIR/NAME.jpg`` (images) or ``DIR/NAME_FRAME.jpg`` (videos).
+labels, probability bars) as ``DIR/NAME.jpg`` (images) or ``DIR/NAME_FRAME.jpg`` (videos);
+alone, it prints per file how many frames it wrote where.
 
-A
-folder is analysed file by file (recursively, links followed but never in a loop). Each
+A folder is analysed file by file (recursively, links followed but never in a loop). Each
 file's format comes from its content, not its name (:mod:`emod.sources.files`): images give
 one frame, videos and GIF animations every frame (``--every N`` to sample), each with its
 media time in seconds. Special files (named pipes, sockets, devices) are skipped with the reason.
@@ -20,7 +20,8 @@ media time in seconds. Special files (named pipes, sockets, devices) are skipped
 ``--json`` prints one JSON object per input: ``path``, ``format``, ``model``, ``frames``
 (``index``, ``time``, ``faces``, ``faces_dropped``), plus ``error`` where it failed and
 ``warning`` where the input looks truncated, or ``skipped`` (with the reason) for a special file
-or link loop met in a folder. Exit 0 when every input was read, 2 otherwise
+or link loop met in a folder. An empty folder is an error (nothing to analyse).
+Exit 0 when every input was read, 2 otherwise
 (the table in :mod:`emod.protocol`); a closed pipe (``| head``) ends it quietly with 0.
 """
 
@@ -33,7 +34,7 @@ import sys
 from pathlib import Path
 
 from emod import config, protocol
-from emod.cli.argtypes import positive_int
+from emod.cli.argtypes import plain, positive_int
 from emod.cli.pipe import reader_gone
 from emod.labels import LABELS
 from emod.sources.base import SourceError
@@ -121,7 +122,20 @@ def run(args) -> int:
         return protocol.EXIT_USAGE
     status = protocol.EXIT_OK
     paths = [os.fsencode(p) for p in args.paths]  # bytes: any file name, UTF-8 or not
-    for entry in walk(paths):
+    try:
+        for top in paths:
+            status = max(status, _run_one(top, walk([top]), pipe, cfg, args))
+    except _AnnotateError as e:  # --annotate could not write: every later file would fail the same way
+        print(f"emod analyze: {e}", file=sys.stderr)
+        return protocol.EXIT_FAILURE
+    return status
+
+
+def _run_one(top: bytes, entries, pipe, cfg: config.Config, args) -> int:
+    """Every file under one command-line PATH; returns the worst exit status it met."""
+    status, seen = protocol.EXIT_OK, 0
+    for entry in entries:
+        seen += 1
         name = entry.name
         out: dict = {"path": name}
         if entry.skip is not None and not entry.top:  # found in a folder: skipped with the reason, not a failure
@@ -137,9 +151,8 @@ def run(args) -> int:
                 _track_file(entry.path, name, pipe, cfg, args)
                 continue
             fmt, frames, warning = analyze_file(pipe, entry.path, args.every)
-        except _AnnotateError as e:  # --annotate could not write
-            print(f"emod analyze: {e}", file=sys.stderr)
-            return protocol.EXIT_FAILURE
+        except _AnnotateError:
+            raise
         except BrokenPipeError:  # our reader went away, not this input: main() ends quietly
             raise
         except (SourceError, ValueError, OSError) as e:
@@ -160,6 +173,13 @@ def run(args) -> int:
             print(json.dumps(out), flush=True)
         else:
             _print_text(name, fmt, frames, warning)
+    if not seen:  # an empty folder: nothing analysed is an answer the user should see
+        name = os.fsdecode(top)
+        if args.json:
+            print(json.dumps({"path": name, "error": "empty folder: nothing to analyse"}), flush=True)
+        else:
+            print(f"emod analyze: {name}: empty folder: nothing to analyse", file=sys.stderr)
+        status = protocol.EXIT_USAGE
     return status
 
 
@@ -190,7 +210,12 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
                              {"fps": None, "infer_ms": dms + cms, "model": pipe.classifier.name, "watts": None})
     tracks = [{k: v for k, v in t.items() if k not in ("start", "end")} | {"start_s": t["start"], "end_s": t["end"]}
               for t in sorted(stream.ended_so_far + stream.finish(), key=lambda t: t["track"])]
-    if not args.summary:
+    if not args.summary:  # --annotate alone: say what was written where
+        if args.json:
+            print(json.dumps({"path": str(path), "model": pipe.classifier.name, "frames": frames,
+                              "annotated": str(args.annotate)}), flush=True)
+        else:
+            print(f"{path}: {frames} frame{'s' if frames != 1 else ''} annotated into {args.annotate}", flush=True)
         return
     if args.json:
         print(json.dumps({"path": str(path), "model": pipe.classifier.name, "frames": frames, "fps": fps[0] if fps else None,
@@ -218,7 +243,7 @@ def _write_annotated(out: Path, path: Path, idx: int, image: bool, frame, tracks
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="emod analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="emod analyze", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", help="images, videos or folders")
     p.add_argument("--model", default=None, help="model name or directory (default: the config's infer.model)")
     p.add_argument("--config", help="TOML config (detector settings)")

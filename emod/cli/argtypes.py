@@ -1,8 +1,18 @@
-"""argparse value types shared by the CLIs: a bad value is a usage error (exit 2) naming the value."""
+"""argparse helpers shared by the CLIs: value types (a bad value is a usage error, exit 2, naming the
+value) and :func:`plain`, a module docstring made fit for ``--help``."""
 
 from __future__ import annotations
 
 import argparse
+import re
+
+_ROLE = re.compile(r":(?:func|mod|class|data|meth|attr|obj|exc):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(doc: str) -> str:
+    """A reStructuredText docstring as ``--help`` text: roles (``:func:`x```) and literals (````x````) become x."""
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", doc))
 
 
 def positive_float(text: str) -> float:

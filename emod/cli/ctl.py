@@ -38,7 +38,7 @@ def _print_status(s: dict) -> None:
     ms = s.get("inference_ms_p50")
     w = s.get("watts")
     print(f"model {s['model']}  {'healthy' if s['healthy'] else 'DEGRADED'}  up {s['uptime_s']:.0f}s  "
-          f"{fps:.1f} fps  inference {ms if ms is not None else '-'} ms  power {f'{w:.2f} W' if w is not None else 'n/a'}")
+          f"{fps:.1f} fps  detect+classify {ms if ms is not None else '-'} ms/frame  power {f'{w:.2f} W' if w is not None else 'n/a'}")
     src = s.get("source") or {}
     print(f"  source    {src.get('name') or '-'}  {src.get('state') or '-'}" + (f": {src['error']}" if src.get("error") else ""))
     for name, st in s["stages"].items():
@@ -87,8 +87,15 @@ def main(argv: list[str] | None = None) -> int:
             return protocol.EXIT_UNHEALTHY  # the daemon answers, but a stage is down or the source fails
     elif args.command == "set-model":
         print(f"model {result['model']} active")
-    else:
-        print(json.dumps(result))
+    elif args.command == "reload":
+        restarted = result.get("restarted") or []
+        print("config reloaded; " + (f"restarted: {', '.join(restarted)}" if restarted else "no stage needed a restart"))
+    elif args.command == "quit":
+        print("emod stopping")
+    elif args.command == "ping":
+        print("pong")
+    else:  # stats: the whole snapshot, readable (emod-stats formats it)
+        print(json.dumps(result, indent=2))
     return 0
 
 

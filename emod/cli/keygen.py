@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from emod.cli.argtypes import plain
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 USAGE = """\
@@ -36,7 +38,7 @@ copy {public} into the daemon's [remote] authorized_keys directory, then view wi
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="emod keygen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="emod keygen", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="directory to write the key files into (created if missing)")
     p.add_argument("--name", default="server", help="base name of the key files (default: server; e.g. a viewer's name)")
     p.add_argument("--force", action="store_true", help="overwrite existing key files of that name")

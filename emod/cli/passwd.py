@@ -19,6 +19,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from emod.cli.argtypes import plain
 from emod.viewer import auth
 
 
@@ -37,7 +38,7 @@ def _read_password(stdin: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="emod-view passwd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="emod-view passwd", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("user", nargs="?", help="the user whose password to set")
     p.add_argument("--file", type=Path, default=None, help=f"password file (default {auth.default_passwd_file()})")
     p.add_argument("--stdin", action="store_true", help="read the password from stdin (for scripts)")

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 
+from emod.cli.argtypes import plain
 from emod import bus
 from emod.cli.pipe import reader_gone
 from emod.client import Client, ClientError
@@ -40,7 +41,7 @@ def render(s: dict) -> str:
         f"frames captured {s['frames']['captured']}  processed {s['frames']['processed']}  dropped {s['frames']['dropped']}"
         f"  ({s['processed_fps'] or 0:.1f} fps)  faces/s {s['faces_per_s'] or 0:.1f}  faces dropped {s.get('faces_dropped', 0)}",
         f"latency capture->result p50 {_v(lat['p50'], '{} ms')}  p95 {_v(lat['p95'], '{} ms')}   "
-        f"inference ({_v(inf['model'])}) p50 {_v(inf['p50'], '{} ms')}  p95 {_v(inf['p95'], '{} ms')}",
+        f"detect+classify per frame ({_v(inf['model'])}) p50 {_v(inf['p50'], '{} ms')}  p95 {_v(inf['p95'], '{} ms')}",
         f"power {f'{w:.2f} W' if w is not None else 'n/a'} ({p.get('backend', 'none')})   energy/inference "
         + (", ".join(f"{m} {j:.3f} J" if j is not None else f"{m} n/a" for m, j in s["energy_per_inference_j"].items()) or "n/a"),
         f"rejected messages {s['rejected']['total']}   total RSS {s['total_rss_mb']} MB",
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    p = argparse.ArgumentParser(prog="emod-stats", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="emod-stats", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--watch", action="store_true", help="refresh every second until Ctrl-C")
     p.add_argument("--history", type=float, metavar="MINUTES", help="summarise the telemetry history of the last MINUTES")

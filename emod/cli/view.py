@@ -25,6 +25,7 @@ from pathlib import Path
 
 import zmq
 
+from emod.cli.argtypes import plain
 from emod import bus, protocol
 
 
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         from emod.cli import passwd
 
         return passwd.main(argv[1:])
-    p = argparse.ArgumentParser(prog="emod-view", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="emod-view", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runtime-dir", help="runtime directory of the local daemon (env EMOD_RUNTIME_DIR)")
     p.add_argument("--connect", metavar="tcp://HOST:PORT", help="attach to a remote daemon's [remote] preview_bind")
     p.add_argument("--server-key", metavar="FILE", help="the daemon's public key file (server.key), with --connect")

@@ -66,3 +66,39 @@ def test_a_time_budget_shortens_the_schedule_and_records_it(tmp_path, monkeypatc
     # the shortened one-cycle schedule annealed to its end (the 40-epoch one would still be warming up, near 1.4e-3)
     assert metrics["history"][-1]["lr"] < 0.05 * 2e-3
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epochs"] == 3  # --resume keeps the fitted length
+
+
+def test_distilling_from_an_ensemble_of_teachers(tmp_path, monkeypatch, capsys) -> None:
+    """--teacher DIR (repeated) distils from the mean of the teachers' probabilities; a wrong teacher exits 2 by name."""
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    from emod.training.build import Ensemble
+
+    data = tmp_path / "fer"
+    _fer_folder(data, with_private=False)
+    monkeypatch.chdir(tmp_path)
+    train = _tool("train").main
+    tiny = ["--data", str(data), "--epochs", "1", "--width", "0.35", "--batch-size", "8", "--device", "cpu", "--threads", "1",
+            "--no-progress"]
+    for seed in ("0", "1"):
+        assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / f"t{seed}"), "--seed", seed]) == 0
+    capsys.readouterr()
+    teachers = ["--teacher", str(tmp_path / "t0" / "model"), "--teacher", str(tmp_path / "t1" / "model")]
+    assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / "s"), *teachers, "--kd-alpha", "0.7"]) == 0
+    assert "distilling from 2 teacher(s): kd-alpha 0.7, temperature 2" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert metrics["args"]["teacher"] == str([str(tmp_path / "t0" / "model"), str(tmp_path / "t1" / "model")])
+
+    assert train([*tiny, "--input-size", "64", "--out", str(tmp_path / "x"), *teachers]) == 2
+    assert "trained at 48 px, the student at 64 px" in capsys.readouterr().err
+    assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / "y"), "--teacher", str(tmp_path / "nowhere")]) == 2
+    assert f"teacher {tmp_path / 'nowhere'}: not a model directory" in capsys.readouterr().err
+    assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / "z"), *teachers, "--kd-alpha", "1.5"]) == 2
+
+    torch.manual_seed(0)
+    members = [MobileNetV2ForImageClassification(MobileNetV2Config(num_channels=1, image_size=48, depth_multiplier=0.35,
+                                                                   num_labels=len(LABELS))).eval() for _ in range(2)]
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        mean = torch.stack([m(pixel_values=x).logits.softmax(1) for m in members]).mean(0)
+        assert torch.allclose(Ensemble(members)(pixel_values=x).logits.softmax(1), mean, atol=1e-6)

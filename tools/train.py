@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from emod.datasets import fer2013, ferplus
 from emod.labels import LABELS
 from emod.models.preprocess import Preprocess
-from emod.training.build import build
+from emod.training.build import build, load_teachers
 from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
 
 
@@ -68,6 +68,10 @@ def parse_args(argv=None):
     p.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
                    help="fit the schedule into this much wall time (start-up included): after the second epoch, "
                         "--epochs becomes as many as fit, never more than given; metrics.json records the number")
+    p.add_argument("--teacher", action="append", default=[], metavar="DIR",
+                   help="distil from this model directory (repeat for an ensemble: their probabilities averaged)")
+    p.add_argument("--kd-alpha", type=float, default=0.5, help="with --teacher: weight of the distillation term (default 0.5)")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="with --teacher: softmax temperature (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
@@ -190,6 +194,15 @@ def main(argv=None) -> int:
     yt = targets.train_targets(train_rows, train.labels)
 
     model = build(args.input_size, args.channels, args.width, pretrained=args.pretrained).to(device)
+    teacher = None
+    if args.teacher:
+        try:
+            teacher = load_teachers(args.teacher, args.input_size).to(device).to(memory_format=torch.channels_last)
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"distilling from {len(args.teacher)} teacher(s): kd-alpha {args.kd_alpha:g}, temperature {args.kd_temperature:g}",
+              flush=True)
     model = model.to(memory_format=torch.channels_last)
     class_w = class_weights(train.labels if targets.votes is None else ferplus.majority_label(targets.votes[train_rows]),
                             args.class_weight_power)
@@ -201,6 +214,10 @@ def main(argv=None) -> int:
         opt, max_lr=args.lr, total_steps=total, pct_start=args.warmup_frac, div_factor=20, final_div_factor=200)
     sched = one_cycle(total)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    if args.teacher and not (0.0 <= args.kd_alpha <= 1.0 and args.kd_temperature > 0):
+        print(f"error: --kd-alpha must be in [0, 1] and --kd-temperature > 0, got {args.kd_alpha} and {args.kd_temperature}",
+              file=sys.stderr)
+        return 2
     if not 0.0 <= args.ema < 1.0:
         print(f"error: --ema must be in [0, 1), got {args.ema}", file=sys.stderr)
         return 2
@@ -230,7 +247,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
                                                 args.label_smoothing, scaler, ema=ema, desc=f"epoch {epoch + 1}/{args.epochs}",
-                                                progress=not args.no_progress, mixup=args.mixup)
+                                                progress=not args.no_progress, mixup=args.mixup, teacher=teacher,
+                                                kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha)
         lp = evaluate_logits(served, xp, prep, device)
         pub_loss, pub_acc = targets.score(lp, public_rows, public.labels)
         h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,

@@ -90,3 +90,39 @@ def load_dir(path: str | Path) -> nn.Module:
     model = MobileNetV2ForImageClassification.from_pretrained(str(path), use_safetensors=True)
     fix_batchnorm(model)
     return model
+
+
+class Ensemble(nn.Module):
+    """Teachers for distillation, averaged: ``forward(pixel_values)`` returns an object whose ``logits``
+    (N, 7) are the log of the mean of the teachers' probabilities (so a softmax of them is that mean)."""
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+    def forward(self, pixel_values: torch.Tensor):
+        from types import SimpleNamespace
+
+        probs = torch.stack([m(pixel_values=pixel_values).logits.float().softmax(1) for m in self.models]).mean(0)
+        return SimpleNamespace(logits=probs.clamp_min(1e-8).log())
+
+
+def load_teachers(paths: list[str | Path], input_size: int) -> Ensemble:
+    """Load ``train.py`` model directories as an eval-mode :class:`Ensemble`.
+
+    Raises ValueError naming the directory when one is missing, is not a model directory, or was
+    trained at another input size than ``input_size`` (the teachers see the student's batches).
+    """
+    import json
+
+    models = []
+    for p in map(Path, paths):
+        if not (p / "config.json").is_file():
+            raise ValueError(f"teacher {p}: not a model directory (no config.json)")
+        prep = p / "preprocessor_config.json"
+        size = json.loads(prep.read_text()).get("input_size") if prep.is_file() else None
+        if size is not None and int(size) != input_size:
+            raise ValueError(f"teacher {p}: trained at {size} px, the student at {input_size} px")
+        models.append(load_dir(p))
+    return Ensemble(models).eval()
+

@@ -293,8 +293,8 @@ def main(argv=None) -> int:
     }
     if len(private) == 0:  # e.g. a copy of the data made to train elsewhere: the report is made where PrivateTest is
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        print(f"PublicTest best {best:.4f} ({args.labels}); no PrivateTest images in {data_root}: "
-              f"report it with tools/evaluate.py --model {out / 'model'} --split private", flush=True)
+        print(f"PublicTest best {best:.4f} ({args.labels}); no PrivateTest images in {data_root}: report it where they are, "
+              f"with tools/package.py {out / 'model'} DIR, then tools/evaluate.py --model DIR --split private", flush=True)
         return 0
 
     # PrivateTest, once, on the selected model

@@ -90,3 +90,35 @@ def test_mixup_and_ema_train_and_average():
     assert any(not torch.equal(b, a) for b, a in zip(before, after))
     lag = [(av - a).abs().max() for av, a in zip(averaged, after)]
     assert int(ema.n_averaged) == 4 and max(lag) > 0  # 4 steps of 8, and the average is not the last weights
+
+
+def test_ema_warmup_forgets_the_random_start_and_plain_ema_matches_torch():
+    """--ema-warmup: decay min(DECAY, (1 + n) / (10 + n)); without it, torch's own EMA numbers exactly."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from emod.training.loop import ema_update_fn
+
+    def run(fn, steps=60):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+        avg = AveragedModel(net, multi_avg_fn=fn, use_buffers=True)
+        for t in range(steps):  # weights and BatchNorm statistics that move like a run from scratch: far from the start
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.fill_(float(t))
+                net[1].running_var.fill_(1.0 + t)
+            avg.update_parameters(net)
+        return avg.module
+
+    plain, theirs, warm = run(ema_update_fn(0.999)), run(get_ema_multi_avg_fn(0.999)), run(ema_update_fn(0.999, warmup=True))
+    for a, b in zip(plain.state_dict().values(), theirs.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.allclose(a, b)
+    # expected, by the rule: the first update copies (value 0), update n (1..59) lerps towards n with 1 - d(n)
+    expect_warm, expect_plain = 0.0, 0.0
+    for n in range(1, 60):
+        expect_warm += (1 - min(0.999, (1 + n) / (10 + n))) * (n - expect_warm)
+        expect_plain += (1 - 0.999) * (n - expect_plain)
+    assert float(warm[0].weight.mean()) == pytest.approx(expect_warm, rel=1e-5) and expect_warm > 40  # near the last (59)
+    assert float(plain[0].weight.mean()) == pytest.approx(expect_plain, rel=1e-5) and expect_plain < 2  # still the start
+    assert float(warm[1].running_var.mean()) == pytest.approx(1 + expect_warm, rel=1e-5)

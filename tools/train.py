@@ -40,7 +40,7 @@ from emod.datasets import fer2013, ferplus
 from emod.labels import LABELS
 from emod.models.preprocess import Preprocess
 from emod.training.build import build, load_teachers
-from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
+from emod.training.loop import class_weights, ema_update_fn, evaluate_logits, train_one_epoch
 
 
 def parse_args(argv=None):
@@ -65,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="select and save an exponential moving average of the weights and BatchNorm statistics, "
                         "updated every step with this decay, e.g. 0.999 (0: off)")
+    p.add_argument("--ema-warmup", action="store_true",
+                   help="with --ema: decay min(DECAY, (1 + n) / (10 + n)) after n steps, so the average forgets the "
+                        "random start of a run from scratch (fine-tunes start where they mean to)")
     p.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
                    help="fit the schedule into this much wall time (start-up included): after the second epoch, "
                         "--epochs becomes as many as fit, never more than given; metrics.json records the number")
@@ -221,8 +224,8 @@ def main(argv=None) -> int:
     if not 0.0 <= args.ema < 1.0:
         print(f"error: --ema must be in [0, 1), got {args.ema}", file=sys.stderr)
         return 2
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
-                                               use_buffers=True) if args.ema else None)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_update_fn(args.ema, args.ema_warmup), use_buffers=True)
+           if args.ema else None)
     served = ema.module if ema is not None else model  # what is scored, selected and saved
     start_epoch, best, history = 0, -1.0, []
     if args.resume:

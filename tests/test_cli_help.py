@@ -6,7 +6,7 @@ import re
 import subprocess
 
 import pytest
-from _fixtures import BIN
+from _fixtures import BIN, REPO
 
 from emod.cli.argtypes import plain
 
@@ -25,3 +25,33 @@ def test_help_is_plain_text(cmd) -> None:
     r = subprocess.run([str(BIN / cmd[0]), *cmd[1:], "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("usage:"), r.stderr
     assert not MARKUP.search(r.stdout), MARKUP.search(r.stdout).group(0)
+
+
+RUN_HELP = """
+import contextlib, io, json, runpy, sys
+out = {}
+for f in list(sys.argv[1:]):
+    buf, code = io.StringIO(), None
+    sys.argv = [f, "--help"]
+    try:
+        with contextlib.redirect_stdout(buf):
+            runpy.run_path(f, run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    out[f] = [code, buf.getvalue()]
+print(json.dumps(out))
+"""
+
+
+def test_every_tools_help_is_plain_text() -> None:
+    import json
+    import sys
+
+    tools = sorted(str(p) for p in (REPO / "tools").glob("*.py"))
+    r = subprocess.run([sys.executable, "-c", RUN_HELP, *tools], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    helps = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(helps) == len(tools) > 10
+    for tool, (code, text) in helps.items():
+        assert code == 0 and text.startswith("usage:"), (tool, code, text[:200])
+        assert not MARKUP.search(text), (tool, MARKUP.search(text).group(0))

@@ -73,7 +73,10 @@ def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys) -> None:
     assert "no FER2013 folder" in capsys.readouterr().err
     (tmp_path / "junk.npz").write_bytes(b"not a bundle")
     assert tool.main(["unpack", str(tmp_path / "junk.npz"), str(tmp_path / "d")]) == 2
-    assert "is not a fer_bundle.py bundle" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a fer_bundle.py bundle" in err and "pickle" not in err
+    assert tool.main(["unpack", str(tmp_path / "missing.npz"), str(tmp_path / "d")]) == 2
+    assert "missing.npz: no such file" in capsys.readouterr().err
     _folder(tmp_path / "src")
     assert tool.main(["pack", str(tmp_path / "b.npz"), "--data", str(tmp_path / "src"), "--cache", str(tmp_path / "c")]) == 0
     (tmp_path / "full").mkdir(); (tmp_path / "full" / "x").write_text("keep me")

@@ -42,7 +42,7 @@ def test_train_reports_privatetest_once_or_says_where_to(tmp_path, monkeypatch, 
         assert 0.0 <= metrics["private_acc"] <= 1.0 and "PrivateTest fer2013" in said
     else:  # a copy of the data made to train elsewhere (e.g. on a GPU machine) has no PrivateTest: no figure, and why
         assert "private_acc" not in metrics and "private_acc_fer2013" not in metrics
-        assert f"no PrivateTest images in {data}" in said and f"tools/package.py {out / 'model'} DIR" in said
+        assert f"no PrivateTest images in {data}" in said and f"tools/package.py {out / 'model'} DIR" in said and "--labels fer2013" in said
 
 
 def test_fit_epochs_fills_the_time_left_within_bounds() -> None:
@@ -62,6 +62,7 @@ def test_a_time_budget_shortens_the_schedule_and_records_it(tmp_path, monkeypatc
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["args"]["epochs"] == "3"
+    assert metrics["args"]["epochs_asked"] == "40"
     assert "--time-budget 0.001 min: 3 epochs fit (of 40)" in capsys.readouterr().out
     # the shortened one-cycle schedule annealed to its end (the 40-epoch one would still be warming up, near 1.4e-3)
     assert metrics["history"][-1]["lr"] < 0.05 * 2e-3
@@ -92,7 +93,9 @@ def test_distilling_from_an_ensemble_of_teachers(tmp_path, monkeypatch, capsys) 
     assert train([*tiny, "--input-size", "64", "--out", str(tmp_path / "x"), *teachers]) == 2
     assert "trained at 48 px, the student at 64 px" in capsys.readouterr().err
     assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / "y"), "--teacher", str(tmp_path / "nowhere")]) == 2
-    assert f"teacher {tmp_path / 'nowhere'}: not a model directory" in capsys.readouterr().err
+    assert f"teacher {tmp_path / 'nowhere'}: no such directory" in capsys.readouterr().err
+    assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / "y"), "--teacher", str(tmp_path / "t0")]) == 2
+    assert "its model is in RUN/model" in capsys.readouterr().err and not (tmp_path / "y").exists()  # nothing written
     assert train([*tiny, "--input-size", "48", "--out", str(tmp_path / "z"), *teachers, "--kd-alpha", "1.5"]) == 2
 
     torch.manual_seed(0)

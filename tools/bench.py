@@ -50,6 +50,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 import numpy as np
 
 from emod.labels import LABELS
@@ -283,7 +285,7 @@ def plot(results: dict, samples: dict, path: Path, title: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["full", "quant"], help="registry model names or model directories (default: full quant)")
     p.add_argument("--n", type=int, default=200, help="timed faces per model (default: 200)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")

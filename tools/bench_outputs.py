@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emod.cli.argtypes import plain  # noqa: E402
 from measure import BIN, DEFAULT_SOURCE, _stats, _wait, machine, stop_daemon  # noqa: E402
 
 import zmq  # noqa: E402
@@ -218,7 +220,7 @@ def summarize(windows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tools/bench_outputs.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="tools/bench_outputs.py", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the README's clip)")
     p.add_argument("--model", default="quant", help="model to serve (default quant)")
     p.add_argument("--pairs", type=int, default=8, help="pairs of off + on windows (default 8)")

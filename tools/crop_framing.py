@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 import numpy as np
 
 from emod.sources.video import VideoSource
@@ -90,7 +92,7 @@ def evaluate(clip: Path, truth_path: Path, model: str, infer, scales, eye_ys, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clip", type=Path, action="append", required=True, help="clip from make_clip.py (repeatable)")
     p.add_argument("--truth", type=Path, action="append", required=True, help="its sidecar (one per --clip)")
     p.add_argument("--model", required=True)

@@ -102,7 +102,10 @@ def annotate(photos: list[Path], lines: list[dict], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from emod.cli.argtypes import plain
+
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--detectors", nargs="+", default=["yunet", "haar"], choices=["yunet", "haar"])
     p.add_argument("--config", help="emod TOML config for every run (other [infer] settings)")
     p.add_argument("--media", type=Path, default=DEFAULT_MEDIA, help="folder with video/ and photos/ (default ../shared/media)")

@@ -46,6 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 import numpy as np
 
 from emod.datasets import fer2013, ferplus
@@ -57,7 +59,7 @@ SPLITS = {"public": ("public",), "private": ("private",), "all": ("public", "pri
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registry model name (e.g. full, quant) or a model directory with manifest.json")
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
     p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013", help="label set to score against (default: fer2013)")

@@ -24,9 +24,12 @@ import io
 import json
 import lzma
 import sys
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emod.cli.argtypes import plain  # noqa: E402
 
 import numpy as np
 
@@ -68,11 +71,13 @@ def pack(root: Path, out: Path, with_private: bool = False, cache_dir: Path | No
 
 def unpack(bundle: Path, dest: Path) -> dict:
     """Write the FER2013 folder layout (and ``ferplus/``) under ``dest``; returns the bundle's counts."""
+    if not bundle.is_file():
+        raise ValueError(f"{bundle}: no such file")
     try:
         z = np.load(bundle, allow_pickle=False)
         meta = json.loads(z["meta"].tobytes())
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{bundle} is not a fer_bundle.py bundle ({e})") from None
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):  # numpy's own message suggests unpickling
+        raise ValueError(f"{bundle} is not a fer_bundle.py bundle (an .npz file written by 'pack')") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{bundle}: format {meta.get('format')!r}, expected {FORMAT!r}")
     if dest.exists() and any(dest.iterdir()):
@@ -95,7 +100,7 @@ def unpack(bundle: Path, dest: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     pk = sub.add_parser("pack", help="write a bundle of the cleaned training images, PublicTest and their votes")
     pk.add_argument("out", type=Path)

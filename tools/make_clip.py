@@ -43,6 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 import cv2
 import numpy as np
 
@@ -333,7 +335,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, help="clip to write (.mp4, mp4v codec)")
     p.add_argument("--truth", type=Path, required=True, help="ground truth sidecar JSON (written, or read by --check)")
     p.add_argument("--n", type=int, default=300, help="frames (default 300)")

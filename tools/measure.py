@@ -45,6 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 from emod.client import Client, ClientError  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -176,7 +178,7 @@ def measure_model(name: str, others: list[str], args, progress: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tools/measure.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="tools/measure.py", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["quant", "full"], help="models to serve, one fresh daemon each")
     p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the README's clip)")
     p.add_argument("--config", help="emod run --config FILE (default: none, the built-in defaults)")

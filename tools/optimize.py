@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 import numpy as np
 import torch
 
@@ -50,7 +52,7 @@ SENSITIVITY_RATIOS = (0.25, 0.5, 0.75)  # the widths tried per block (share of i
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="trained Hugging Face model directory (tools/train.py OUT/model)")
     p.add_argument("--out", type=Path, required=True, help="registry model directory to write (e.g. emod/models/zoo/quant)")
     p.add_argument("--name", default=None, help="model name in the manifest (default: the --out folder name)")

@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 from emod.labels import LABELS  # noqa: E402
 from emod.models import registry  # noqa: E402
 
@@ -67,7 +69,7 @@ def package(src: Path, dst: Path, name: str, tta: str | None = None, description
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]), epilog=plain(__doc__.split("\n\n", 1)[1]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="tools/train.py OUT/model directory")
     p.add_argument("out", type=Path, help="registry model directory to write, e.g. emod/models/zoo/full")

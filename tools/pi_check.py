@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from emod.vision.track import iou
+from emod.cli.argtypes import plain
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -375,7 +376,7 @@ def verdict(r: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--releases", nargs="+", default=list(RELEASES), choices=RELEASES)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--cache", default=os.environ.get("EMOD_PI_CACHE", "/var/cache/emod-pi"), help="where the roots are kept")

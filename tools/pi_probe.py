@@ -18,7 +18,9 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from emod.cli.argtypes import plain
+
+    p = argparse.ArgumentParser(description=plain(__doc__.splitlines()[0]))
     p.add_argument("faces")
     p.add_argument("out")
     p.add_argument("--models", nargs="+", default=["quant"])

@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 from emod.power import BACKENDS, BackendUnavailable, PowerBackend, open_backend  # noqa: E402
 
 EXIT_NO_READING = 1
@@ -32,7 +34,7 @@ EXIT_UNAVAILABLE = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--period", type=float, default=1.0, help="seconds between samples (default 1)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds to sample for (default 10)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary, not each sample")

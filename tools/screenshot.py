@@ -133,7 +133,10 @@ def _capture(chromium: str, profile: Path, url: str, width: int, height: int, wa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from emod.cli.argtypes import plain
+
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(DEFAULT_SOURCE))
     p.add_argument("--model", default="quant")
     p.add_argument("--config", help="emod run --config FILE")

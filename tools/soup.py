@@ -86,7 +86,10 @@ def soup(out: Path, models: list[Path]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from emod.cli.argtypes import plain
+
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]), epilog=plain(__doc__.split("\n\n", 1)[1]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="model directory to write (tools/train.py OUT/model layout)")
     p.add_argument("models", type=Path, nargs="+", help="two or more tools/train.py OUT/model directories")

@@ -76,7 +76,10 @@ def collect(out: Path, names: list[str], dest: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from emod.cli.argtypes import plain
+
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="each run trains into OUT/NAME and logs to OUT/NAME.log")
     p.add_argument("--minutes", type=float, required=True, help="wall-time budget of every run, start-up included")
     p.add_argument("--run", nargs=2, action="append", required=True, metavar=("NAME", "ARGS"), help="one run's train.py arguments")

@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emod.cli.argtypes import plain  # noqa: E402
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,7 +46,7 @@ from emod.training.loop import class_weights, ema_update_fn, evaluate_logits, tr
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder or fer2013.csv (default: $EMOD_FER2013 or ../shared/data/fer2013)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--labels", choices=("fer2013", "ferplus"), default="fer2013", help="training and selection labels (default: fer2013)")
@@ -161,6 +163,23 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
+    if args.no_progress:  # transformers' own bars (loading, "Writing model shards") too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    teacher = None
+    if args.teacher:  # checked before anything is loaded or written
+        if not (0.0 <= args.kd_alpha <= 1.0 and args.kd_temperature > 0):
+            print(f"error: --kd-alpha must be in [0, 1] and --kd-temperature > 0, got {args.kd_alpha} and {args.kd_temperature}",
+                  file=sys.stderr)
+            return 2
+        try:
+            teacher = load_teachers(args.teacher, args.input_size).to(device).to(memory_format=torch.channels_last)
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"distilling from {len(args.teacher)} teacher(s): kd-alpha {args.kd_alpha:g}, temperature {args.kd_temperature:g}",
+              flush=True)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
@@ -197,15 +216,6 @@ def main(argv=None) -> int:
     yt = targets.train_targets(train_rows, train.labels)
 
     model = build(args.input_size, args.channels, args.width, pretrained=args.pretrained).to(device)
-    teacher = None
-    if args.teacher:
-        try:
-            teacher = load_teachers(args.teacher, args.input_size).to(device).to(memory_format=torch.channels_last)
-        except (ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"distilling from {len(args.teacher)} teacher(s): kd-alpha {args.kd_alpha:g}, temperature {args.kd_temperature:g}",
-              flush=True)
     model = model.to(memory_format=torch.channels_last)
     class_w = class_weights(train.labels if targets.votes is None else ferplus.majority_label(targets.votes[train_rows]),
                             args.class_weight_power)
@@ -217,10 +227,6 @@ def main(argv=None) -> int:
         opt, max_lr=args.lr, total_steps=total, pct_start=args.warmup_frac, div_factor=20, final_div_factor=200)
     sched = one_cycle(total)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    if args.teacher and not (0.0 <= args.kd_alpha <= 1.0 and args.kd_temperature > 0):
-        print(f"error: --kd-alpha must be in [0, 1] and --kd-temperature > 0, got {args.kd_alpha} and {args.kd_temperature}",
-              file=sys.stderr)
-        return 2
     if not 0.0 <= args.ema < 1.0:
         print(f"error: --ema must be in [0, 1), got {args.ema}", file=sys.stderr)
         return 2
@@ -267,7 +273,7 @@ def main(argv=None) -> int:
             if fit != args.epochs:  # the same one-cycle schedule, shorter, continued from the steps already taken
                 print(f"--time-budget {args.time_budget:g} min: {fit} epochs fit (of {args.epochs}) at {h['seconds']:.1f} s each",
                       flush=True)
-                args.epochs = fit
+                args.epochs_asked, args.epochs = args.epochs, fit  # both in metrics.json's args
                 sched = one_cycle(steps_per_epoch * fit)
                 for _ in range(steps_per_epoch * (epoch + 1)):
                     sched.step()
@@ -297,7 +303,8 @@ def main(argv=None) -> int:
     if len(private) == 0:  # e.g. a copy of the data made to train elsewhere: the report is made where PrivateTest is
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"PublicTest best {best:.4f} ({args.labels}); no PrivateTest images in {data_root}: report it where they are, "
-              f"with tools/package.py {out / 'model'} DIR, then tools/evaluate.py --model DIR --split private", flush=True)
+              f"with tools/package.py {out / 'model'} DIR, then tools/evaluate.py --model DIR --split private --labels {args.labels}",
+              flush=True)
         return 0
 
     # PrivateTest, once, on the selected model

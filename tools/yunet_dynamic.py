@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from emod.vision import yunet_decode
+from emod.cli.argtypes import plain
 
 OUT_NAME = "face_detection_yunet_2023mar_anysize.onnx"
 
@@ -52,7 +53,7 @@ def make_dynamic(src: Path, dst: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("src", type=Path, help="YuNet 2023mar ONNX file (e.g. ../shared/models/face_detection_yunet_2023mar.onnx)")
     p.add_argument("out_dir", type=Path, help=f"directory to write {OUT_NAME} into; a manifest.json there is updated")
     a = p.parse_args(argv)

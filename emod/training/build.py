@@ -117,8 +117,11 @@ def load_teachers(paths: list[str | Path], input_size: int) -> Ensemble:
 
     models = []
     for p in map(Path, paths):
+        if not p.exists():
+            raise ValueError(f"teacher {p}: no such directory")
         if not (p / "config.json").is_file():
-            raise ValueError(f"teacher {p}: not a model directory (no config.json)")
+            hint = " (a train.py run? its model is in RUN/model)" if (p / "model" / "config.json").is_file() else ""
+            raise ValueError(f"teacher {p}: not a model directory (no config.json){hint}")
         prep = p / "preprocessor_config.json"
         size = json.loads(prep.read_text()).get("input_size") if prep.is_file() else None
         if size is not None and int(size) != input_size:

@@ -191,9 +191,28 @@ def test_annotate_alone_says_what_it_wrote_and_an_empty_folder_is_an_error(frame
     empty.mkdir()
     r = analyze(path, empty, "--annotate", out, "--model", "quant")
     assert r.returncode == 2
-    assert r.stdout.splitlines() == [f"{path}: 1 frame annotated into {out}"] and (out / path.name).is_file()
+    assert r.stdout.splitlines() == [f"{path}: 1 frame annotated: {out / path.name}"] and (out / path.name).is_file()
     assert f"emod analyze: {empty}: empty folder: nothing to analyse" in r.stderr
     j = analyze(path, "--annotate", out, "--json", "--model", "quant")
-    assert j.returncode == 0 and json.loads(j.stdout) == {"path": str(path), "model": "quant", "frames": 1, "annotated": str(out)}
+    # a second run into the same folder starts its names afresh (overwrites, as a rerun should)
+    assert j.returncode == 0 and json.loads(j.stdout) == {"path": str(path), "model": "quant", "frames": 1,
+                                                          "annotated": str(out / path.name)}
     e = analyze(empty, "--json")
     assert e.returncode == 2 and json.loads(e.stdout) == {"path": str(empty), "error": "empty folder: nothing to analyse"}
+
+
+def test_annotate_keeps_inputs_of_the_same_name_apart(frame_jpg, tmp_path):
+    """a/x.jpg and b/x.jpg in one folder, and x.png beside them: three annotated files, each named in the output."""
+    path, image = frame_jpg
+    src, out = tmp_path / "src", tmp_path / "out"
+    for sub, ext, img in (("a", ".jpg", image), ("b", ".jpg", cv2.flip(image, 1)), ("b", ".png", image[:, ::-1][::-1].copy())):
+        (src / sub).mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(src / sub / f"x{ext}"), img)
+    r = analyze(src, "--annotate", out, "--model", "quant")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{src / 'a' / 'x.jpg'}: 1 frame annotated: {out / 'x.jpg'}",
+                                     f"{src / 'b' / 'x.jpg'}: 1 frame annotated: {out / 'x-2.jpg'}",
+                                     f"{src / 'b' / 'x.png'}: 1 frame annotated: {out / 'x-3.jpg'}"]
+    written = [cv2.imread(str(out / n)) for n in ("x.jpg", "x-2.jpg", "x-3.jpg")]
+    assert all(w is not None and w.shape == image.shape for w in written)
+    assert not np.array_equal(written[0], written[1])  # three pictures, not one written three times

@@ -55,3 +55,9 @@ def test_every_tools_help_is_plain_text() -> None:
     for tool, (code, text) in helps.items():
         assert code == 0 and text.startswith("usage:"), (tool, code, text[:200])
         assert not MARKUP.search(text), (tool, MARKUP.search(text).group(0))
+
+
+def test_emod_view_help_gives_the_exit_statuses_it_uses() -> None:
+    """The no-daemon status in --help is the one emod-view exits with (3: tests/test_exit_codes.py)."""
+    r = subprocess.run([str(BIN / "emod-view"), "--help"], capture_output=True, text=True, timeout=60)
+    assert "3 no daemon" in r.stdout and "1 no frame in time / no daemon" not in r.stdout

@@ -119,3 +119,38 @@ def test_bar_panel_moves_off_a_face_in_the_top_right():
     x, y, bw, bh = face
     assert not diff[y + 20: y + bh - 20, x + 20: x + bw - 20].any(), "face interior covered"
     assert diff[300:, 440:].mean() > 0.3, "panel in the bottom-right corner instead"
+
+
+def test_captions_keep_off_the_header_and_the_panel_keeps_off_captions():
+    """A face just under the header gets its caption inside its top edge, not over the header text; the bar panel
+    picks a corner that covers neither a face nor the caption above it."""
+    from emod.vision.overlay import _caption_rect
+
+    # caption rectangles, by the rule: above the box; inside it where the header (200 x 30) or the frame edge is
+    assert _caption_rect((100, 200, 80, 80), 640, 60, 20, 4) == (100, 180, 168, 200)
+    assert _caption_rect((100, 40, 80, 80), 640, 60, 20, 4, header=(200, 30)) == (100, 40, 168, 60)  # would cover it
+    assert _caption_rect((300, 40, 80, 80), 640, 60, 20, 4, header=(200, 30)) == (300, 20, 368, 40)  # beside it: above
+    assert _caption_rect((620, 5, 20, 20), 640, 60, 20, 4) == (572, 5, 640, 25)  # at the right edge, no room above
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    header_only = frame.copy()
+    draw(header_only, [], INFO)
+    header_rows = changed(frame, header_only).any(axis=1).nonzero()[0].max() + 1
+    face = (20, header_rows + 4, 150, 150)  # its caption would sit on the header
+    out = frame.copy()
+    draw(out, [make_track(2, face, "neutral")], INFO)
+    # the header's own pixels are exactly as drawn without any face
+    assert np.array_equal(out[:header_rows, :300], header_only[:header_rows, :300])
+
+
+def test_the_bar_panel_keeps_off_a_caption_wider_than_its_face():
+    """A small face just left of the top-right corner: its caption reaches into the corner, so the panel goes elsewhere."""
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    face = (430, 60, 60, 60)  # caption "#1 neutral 70%" is wider than the box and reaches x ~ 540
+    out = frame.copy()
+    draw(out, [make_track(1, face, "neutral")], INFO)
+    alone = frame.copy()
+    draw(alone, [], INFO)
+    caption_only = changed(alone, out)[30:60, 430:640]  # rows of the caption above the box
+    panel_rows = changed(frame, out)[150:, 440:].mean()
+    assert caption_only[:, :100].any() and panel_rows > 0.2, "panel stayed in the top-right corner over the caption"

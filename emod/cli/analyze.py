@@ -9,8 +9,9 @@ order; ``--json`` also gives each frame's detector, ``detect_ms`` and ``classify
 time span (video seconds) and time share per smoothed label, through the daemon's own tracker
 and smoother (:func:`emod.vision.emotions.from_config`, ``[display]`` settings).
 ``--annotate DIR`` writes every analysed frame with the daemon's overlay (tracks, smoothed
-labels, probability bars) as ``DIR/NAME.jpg`` (images) or ``DIR/NAME_FRAME.jpg`` (videos);
-alone, it prints per file how many frames it wrote where.
+labels, probability bars) as ``DIR/NAME.jpg`` (images) or ``DIR/NAME_FRAME.jpg`` (videos), NAME
+made unique in the run (``x``, ``x-2``...) when inputs share a name; alone, it prints per file
+how many frames it wrote and under which name.
 
 A folder is analysed file by file (recursively, links followed but never in a loop). Each
 file's format comes from its content, not its name (:mod:`emod.sources.files`): images give
@@ -199,6 +200,9 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
     frames, last_t = 0, 0.0
     fmt, frames_iter, _ = _frames(raw_path, args.every, fps)
     image = fmt not in ("video", "gif")
+    if args.annotate is not None:
+        stem = _annotated_stem(path, args.annotated_stems)
+        written = args.annotate / (f"{stem}.jpg" if image else f"{stem}_NNNNNN.jpg")
     for idx, _, frame in frames_iter:
         faces, dms, cms = pipe.process(frame)
         rate = fps[0] if fps and fps[0] else 30.0  # video time in seconds; 30 fps when the file does not say
@@ -206,38 +210,48 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
         stream.update([(f.box, f.probs) for f in faces], last_t, last_t, idx, pipe.classifier.name)
         frames += 1
         if args.annotate is not None:
-            _write_annotated(args.annotate, path, idx, image, frame, stream.visible,
+            _write_annotated(args.annotate, stem, idx, image, frame, stream.visible,
                              {"fps": None, "infer_ms": dms + cms, "model": pipe.classifier.name, "watts": None})
     tracks = [{k: v for k, v in t.items() if k not in ("start", "end")} | {"start_s": t["start"], "end_s": t["end"]}
               for t in sorted(stream.ended_so_far + stream.finish(), key=lambda t: t["track"])]
     if not args.summary:  # --annotate alone: say what was written where
         if args.json:
             print(json.dumps({"path": str(path), "model": pipe.classifier.name, "frames": frames,
-                              "annotated": str(args.annotate)}), flush=True)
+                              "annotated": str(written)}), flush=True)
         else:
-            print(f"{path}: {frames} frame{'s' if frames != 1 else ''} annotated into {args.annotate}", flush=True)
+            print(f"{path}: {frames} frame{'s' if frames != 1 else ''} annotated: {written}", flush=True)
         return
     if args.json:
         print(json.dumps({"path": str(path), "model": pipe.classifier.name, "frames": frames, "fps": fps[0] if fps else None,
                           "duration_s": round(last_t, 3), "tracks": tracks}, allow_nan=False))
         return
     if not tracks:
-        print(f"{path}: no face in {frames} frames")
+        print(f"{path}: no face in {frames} frame{'s' if frames != 1 else ''}")
     from emod.launcher.emotion_tally import format_shares
 
     for t in tracks:
         shares = format_shares(t["shares"], None).split(" (")[0]
-        print(f"{path}: track {t['track']}  {t['start_s']:.2f}-{t['end_s']:.2f} s  {t['frames']} frames  {shares}")
+        print(f"{path}: track {t['track']}  {t['start_s']:.2f}-{t['end_s']:.2f} s  {t['frames']} frame{'s' if t['frames'] != 1 else ''}  {shares}")
 
 
-def _write_annotated(out: Path, path: Path, idx: int, image: bool, frame, tracks, info: dict) -> None:
+def _annotated_stem(path: Path, used: set[str]) -> str:
+    """The output name of one input under --annotate: its stem, made unique in this run (x, x-2, x-3...) so that
+    inputs of the same name (a/x.jpg and b/x.jpg, x.jpg and x.png) do not overwrite each other."""
+    stem, k = path.stem, 2
+    while stem in used:
+        stem, k = f"{path.stem}-{k}", k + 1
+    used.add(stem)
+    return stem
+
+
+def _write_annotated(out: Path, stem: str, idx: int, image: bool, frame, tracks, info: dict) -> None:
     import cv2
 
     from emod.vision import overlay
 
     canvas = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     overlay.draw(canvas, tracks, info)
-    name = out / (f"{path.stem}.jpg" if image else f"{path.stem}_{idx:06d}.jpg")
+    name = out / (f"{stem}.jpg" if image else f"{stem}_{idx:06d}.jpg")
     if not cv2.imwrite(str(name), canvas):
         raise _AnnotateError(f"cannot write {name}")
 
@@ -252,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", action="store_true", help="per face track: frames, time span and time share per label")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each analysed frame with the overlay into DIR")
     args = p.parse_args(argv)
+    args.annotated_stems = set()  # --annotate output names taken in this run
     if args.annotate is not None:
         try:
             args.annotate.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@
                                        (keys from ``emod keygen``)
 
 Any number of viewers may attach and detach at any time; none can slow the pipeline.
-Exit status: 0 done, 1 no frame in time / no daemon / no display, 2 bad arguments.
+Exit status: 0 done; 1 no display, no window, a port it cannot listen on, or the preview switched off;
+2 bad arguments; 3 no daemon, or no preview frame in time (the table in :mod:`emod.protocol`).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def format_shares(face_s: dict[str, float] | None, tracks: int | None) -> str:
     if sh is None:
         return "no faces"
     parts = ", ".join(f"{k} {v:.0%}" for k, v in sorted(sh.items(), key=lambda kv: -kv[1]) if v >= 0.005)
-    return f"{parts} ({sum(face_s.values()):.0f} face-s, {tracks or 0} tracks)"
+    n = tracks or 0
+    return f"{parts} ({sum(face_s.values()):.0f} face-s, {n} track{'s' if n != 1 else ''})"
 
 
 def sum_intervals(records: list[dict]) -> dict:

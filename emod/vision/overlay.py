@@ -73,19 +73,41 @@ def _text(frame: np.ndarray, text: str, org: tuple[int, int], scale: float, thic
     cv2.putText(frame, text, org, _FONT, scale, color, thick, cv2.LINE_AA)
 
 
-def _draw_track(frame: np.ndarray, tr: Track, scale: float, thick: int) -> None:
+def _caption(tr: Track, frame_w: int, scale: float, thick: int, header: tuple[int, int]) -> tuple[str, int, int, tuple]:
+    """A face's caption text, its font metrics and where it goes (:func:`_caption_rect`)."""
+    text = f"#{tr.id} {tr.smoothed.label} {tr.smoothed.confidence:.0%}"
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
+    pad = max(2, thick * 2)
+    return text, th, pad, _caption_rect(tr.box, frame_w, tw, th + base + 2 * pad, pad, header)
+
+
+def _face_area(tr: Track, frame_w: int, scale: float, thick: int, header: tuple[int, int]) -> tuple[float, ...]:
+    """(x, y, w, h) covering a face's box and its caption: what the bar panel keeps off."""
+    x0, y0, x1, y1 = _caption(tr, frame_w, scale, thick, header)[3]
+    bx, by, bw, bh = tr.box
+    left, top = min(bx, x0), min(by, y0)
+    return left, top, max(bx + bw, x1) - left, max(by + bh, y1) - top
+
+
+def _caption_rect(box: Sequence[float], frame_w: int, tw: int, ch: int, pad: int,
+                  header: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a face's caption, ``tw`` wide and ``ch`` high: above the box's top-left corner, or
+    inside its top edge where there is no room above it or it would cover the header (``header`` = its width, height)."""
+    x, y = int(round(box[0])), int(round(box[1]))
+    left = min(max(0, x), max(0, frame_w - tw - 2 * pad))
+    top = y - ch
+    if top < 0 or (top < header[1] and left < header[0]):
+        top = max(0, y, header[1] if left < header[0] else 0)
+    return left, top, left + tw + 2 * pad, top + ch
+
+
+def _draw_track(frame: np.ndarray, tr: Track, scale: float, thick: int, header: tuple[int, int] = (0, 0)) -> None:
     x, y, w, h = (int(round(v)) for v in tr.box)
     color = LABEL_COLORS.get(tr.smoothed.label, _WHITE)
     cv2.rectangle(frame, (x, y), (x + w, y + h), color, (thick + 1) if tr.visible else 1)
-    caption = f"#{tr.id} {tr.smoothed.label} {tr.smoothed.confidence:.0%}"
-    (tw, th), base = cv2.getTextSize(caption, _FONT, scale, thick)
-    pad = max(2, thick * 2)
-    top = y - th - base - 2 * pad
-    if top < 0:  # no room above the box: put the caption inside its top edge
-        top = max(0, y)
-    left = min(max(0, x), max(0, frame.shape[1] - tw - 2 * pad))
-    cv2.rectangle(frame, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), color, -1)
-    _text(frame, caption, (left + pad, top + pad + th), scale, thick, _BLACK)
+    caption, th, pad, (x0, y0, x1, y1) = _caption(tr, frame.shape[1], scale, thick, header)
+    cv2.rectangle(frame, (x0, y0), (x1, y1), color, -1)
+    _text(frame, caption, (x0 + pad, y0 + pad + th), scale, thick, _BLACK)
 
 
 def _overlap(a: tuple[int, int, int, int], b: Sequence[float]) -> float:
@@ -148,10 +170,12 @@ def draw(frame_bgr: np.ndarray, tracks: Sequence[Track], info: Mapping[str, Any]
     _text(frame_bgr, header, (pad, pad + th), scale, thick)
 
     shown = [t for t in tracks if t.visible] or list(tracks)
+    header_wh = (tw + 2 * pad, th + base + 2 * pad)
     if shown:
         largest = max(shown, key=lambda t: t.box[2] * t.box[3])
-        _draw_bars(frame_bgr, largest, scale, thick, th + base + 3 * pad, [t.box for t in tracks])
+        _draw_bars(frame_bgr, largest, scale, thick, th + base + 3 * pad,
+                   [_face_area(t, frame_bgr.shape[1], scale, thick, header_wh) for t in tracks])
 
-    # faces last, so their boxes and captions stay readable over the panels
+    # faces last, so their boxes and captions stay readable over the panels; captions keep off the header
     for tr in tracks:
-        _draw_track(frame_bgr, tr, scale, thick)
+        _draw_track(frame_bgr, tr, scale, thick, header_wh)

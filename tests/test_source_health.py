@@ -216,3 +216,40 @@ def test_a_looping_source_keeps_its_name_between_loops(short_tmp) -> None:
         stage.teardown()
         sub.close()
     assert names and set(names) == {str(clip)}, set(names)
+
+
+def test_the_opened_source_is_reported_at_once(short_tmp) -> None:
+    """The heartbeat after the step that opens the source names it, without waiting a telemetry interval: the
+    launcher must not pair infer's first processed frames with capture's start-up name ("auto"; CI once read it)."""
+    import cv2
+    import numpy as np
+
+    from emod.sources import open_source
+
+    clip = short_tmp / "short.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    for i in range(3):
+        w.write(np.full((48, 64, 3), i * 40, np.uint8))
+    w.release()
+    ctx = zmq.Context.instance()
+    pull = bus.bind(ctx, zmq.PULL, short_tmp, protocol.TELEMETRY, hwm=100)
+    stage, log, sub = capture_stage(short_tmp, "auto", opener=lambda _spec, *a, **k: open_source(str(clip), *a, **k))
+    stage.cfg.telemetry.interval = 60.0  # no heartbeat falls due on its own during the test
+    stage.telemetry = bus.connect(ctx, zmq.PUSH, short_tmp, protocol.TELEMETRY, hwm=100)
+    try:
+        stage.report(force=True)  # the start-up heartbeat: nothing opened yet
+        stage.step()  # opens the clip
+        stage.report()  # the run loop's report after that step
+        names = []
+        while pull.poll(2000):
+            names.append(protocol.decode(pull.recv_multipart())[1]["stats"]["source"])
+            if len(names) == 2:
+                break
+        assert names == ["auto", str(clip)], names
+        stage.step(); stage.report()  # the same source again: back to one heartbeat per interval
+        assert not pull.poll(300)
+    finally:
+        stage.teardown()
+        sub.close()
+        stage.telemetry.close(0)
+        pull.close(0)

@@ -77,6 +77,17 @@ def test_bad_inputs_exit_2_with_the_reason(tmp_path, capsys) -> None:
     assert "is not a fer_bundle.py bundle" in err and "pickle" not in err
     assert tool.main(["unpack", str(tmp_path / "missing.npz"), str(tmp_path / "d")]) == 2
     assert "missing.npz: no such file" in capsys.readouterr().err
+    np.save(tmp_path / "array.npy", np.zeros(3))  # an array file, and bundles whose contents are not what pack writes
+    assert tool.main(["unpack", str(tmp_path / "array.npy"), str(tmp_path / "d")]) == 2
+    meta = np.frombuffer(b'{"format": "emod-fer-bundle/1", "source": "x", "held": {}}', np.uint8)
+    for name, fields in (("list.npz", {"meta": np.frombuffer(b"[1]", np.uint8)}),
+                         ("escape.npz", {"meta": meta, "names": np.frombuffer(b"../../escaped.png", np.uint8),
+                                         "blob": np.zeros(4, np.uint8), "offsets": np.array([0, 4])})):
+        with open(tmp_path / name, "wb") as f:
+            np.savez(f, **fields)
+        assert tool.main(["unpack", str(tmp_path / name), str(tmp_path / "d" / "e")]) == 2
+        assert "is not a fer_bundle.py bundle" in capsys.readouterr().err
+    assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "d").exists()
     _folder(tmp_path / "src")
     assert tool.main(["pack", str(tmp_path / "b.npz"), "--data", str(tmp_path / "src"), "--cache", str(tmp_path / "c")]) == 0
     (tmp_path / "full").mkdir(); (tmp_path / "full" / "x").write_text("keep me")
@@ -95,7 +106,7 @@ def test_processes_starting_together_share_one_cache_without_clashing(tmp_path) 
         for split, stem in [("train", f"Training_{i}") for i in range(80)] + [("test", "PublicTest_0")]:
             (tmp_path / "fer" / split / label).mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(tmp_path / "fer" / split / label / f"{stem}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
-    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
         sizes = list(pool.map(_load_into, [str(tmp_path / "fer")] * 4, [str(tmp_path / "cache")] * 4))
     assert sizes == [81 * len(LABELS)] * 4
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [next((tmp_path / "cache").glob("fer2013-*.npz")).name]

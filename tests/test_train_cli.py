@@ -67,6 +67,12 @@ def test_a_time_budget_shortens_the_schedule_and_records_it(tmp_path, monkeypatc
     # the shortened one-cycle schedule annealed to its end (the 40-epoch one would still be warming up, near 1.4e-3)
     assert metrics["history"][-1]["lr"] < 0.05 * 2e-3
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epochs"] == 3  # --resume keeps the fitted length
+    rc = _tool("train").main(["--data", str(data), "--out", str(out), "--epochs", "40", "--time-budget", "0.001", "--resume",
+                              "--input-size", "48", "--width", "0.35", "--batch-size", "8", "--device", "cpu",
+                              "--threads", "1", "--no-progress"])
+    assert rc == 0 and "--resume: 3 epochs, as the checkpoint was fitted to (not --epochs 40)" in capsys.readouterr().out
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["args"]["epochs"] == "3" and again["args"]["epochs_asked"] == "40" and len(again["history"]) == 3
 
 
 def test_distilling_from_an_ensemble_of_teachers(tmp_path, monkeypatch, capsys) -> None:

@@ -73,17 +73,22 @@ def unpack(bundle: Path, dest: Path) -> dict:
     """Write the FER2013 folder layout (and ``ferplus/``) under ``dest``; returns the bundle's counts."""
     if not bundle.is_file():
         raise ValueError(f"{bundle}: no such file")
+    not_bundle = f"{bundle} is not a fer_bundle.py bundle (an .npz file written by 'pack')"
     try:
         z = np.load(bundle, allow_pickle=False)
         meta = json.loads(z["meta"].tobytes())
-    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):  # numpy's own message suggests unpickling
-        raise ValueError(f"{bundle} is not a fer_bundle.py bundle (an .npz file written by 'pack')") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{bundle}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        names = z["names"].tobytes().decode().split("\n")
+        blob, offsets = z["blob"].tobytes(), z["offsets"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError, zipfile.BadZipFile):
+        raise ValueError(not_bundle) from None  # (numpy's own message would suggest unpickling)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{not_bundle}: format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    bad = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or len(Path(n).parts) != 3]
+    if bad or len(offsets) != len(names) + 1:
+        raise ValueError(f"{not_bundle}: {len(bad)} image name(s) outside split/class/file, e.g. {bad[:1]}")
     if dest.exists() and any(dest.iterdir()):
         raise ValueError(f"{dest} is not empty")
-    blob, offsets = z["blob"].tobytes(), z["offsets"]
-    for i, name in enumerate(z["names"].tobytes().decode().split("\n")):
+    for i, name in enumerate(names):
         p = dest / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(blob[offsets[i] : offsets[i + 1]])

@@ -95,22 +95,37 @@ def main(argv=None) -> int:
         p.error("--minutes must be > 0")
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        return _sweep(a, names, procs, t0)
+    finally:  # Ctrl-C or a failure of the sweep itself: no training run is left running on the machine
+        for pr in procs.values():
+            if pr.poll() is None:
+                os.killpg(pr.pid, signal.SIGTERM)
+                try:
+                    pr.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(pr.pid, signal.SIGKILL)
+                    pr.wait()
+
+
+def _sweep(a, names: list[str], procs: dict, t0: float) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    procs = {}
     for name, args in a.run:
         cmd = [sys.executable, str(REPO / "tools" / "train.py"), "--out", str(a.out / name), "--time-budget", f"{a.minutes:g}",
                "--threads", str(a.threads), "--no-progress", *shlex.split(a.common), *shlex.split(args)]
         with open(a.out / f"{name}.log", "w") as log:
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     print(f"{len(procs)} runs, {a.minutes:g} min each, logs in {a.out}/NAME.log", flush=True)
-    last = 0.0
+    last, stopped = 0.0, set()
     while any(pr.poll() is None for pr in procs.values()):
         now = time.time() - t0
         if now > a.minutes * 60 * (1 + a.grace) + 30:
             for name, pr in procs.items():
                 if pr.poll() is None:
-                    print(f"{name}: still going past the budget, stopped", flush=True)
+                    print(f"{name}: still going past the budget, stopped (its weights may be cut short)", flush=True)
                     os.killpg(pr.pid, signal.SIGTERM)
+                    stopped.add(name)
             break
         if now - last >= 30:
             last = now
@@ -139,7 +154,8 @@ def main(argv=None) -> int:
     failed = [r["run"] for r in rows if r["rc"] != 0]
     for name in failed:
         tail = (a.out / f"{name}.log").read_text(errors="replace").strip().splitlines()[-5:]
-        print(f"run {name} failed (rc {procs[name].returncode}):\n  " + "\n  ".join(tail), file=sys.stderr)
+        how = "stopped past the budget" if name in stopped else "failed"
+        print(f"run {name} {how} (rc {procs[name].returncode}):\n  " + "\n  ".join(tail), file=sys.stderr)
     return 1 if failed else 0
 
 

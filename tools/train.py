@@ -174,7 +174,8 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         try:
-            teacher = load_teachers(args.teacher, args.input_size).to(device).to(memory_format=torch.channels_last)
+            teacher = load_teachers(args.teacher, args.input_size, Preprocess(args.input_size, args.channels).as_manifest())
+            teacher = teacher.to(device).to(memory_format=torch.channels_last)
         except (ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -234,6 +235,7 @@ def main(argv=None) -> int:
            if args.ema else None)
     served = ema.module if ema is not None else model  # what is scored, selected and saved
     start_epoch, best, history = 0, -1.0, []
+    fitted = False  # --time-budget: whether the schedule was fitted yet (after the second epoch)
     if args.resume:
         st = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
@@ -243,7 +245,13 @@ def main(argv=None) -> int:
                 return 2
             ema.load_state_dict(st["ema"])
         start_epoch, best = st["epoch"], st["best"]
-        args.epochs = st.get("epochs", args.epochs)  # a --time-budget run keeps the length it was fitted to
+        if st.get("epochs", args.epochs) != args.epochs:  # a --time-budget run keeps the length it was fitted to
+            print(f"--resume: {st['epochs']} epochs, as the checkpoint was fitted to (not --epochs {args.epochs})", flush=True)
+        args.epochs = st.get("epochs", args.epochs)
+        if "epochs_asked" in st:
+            args.epochs_asked = st["epochs_asked"]
+        fitted = st.get("fitted", False)
+        t_start -= st.get("seconds_used", 0.0)  # the budget counts the time before the interruption too
         history = json.loads(st["history"])
         torch.set_rng_state(st["rng"])
         print(f"resumed at epoch {start_epoch}, best PublicTest {best:.4f}", flush=True)
@@ -268,8 +276,9 @@ def main(argv=None) -> int:
             best = pub_acc
             save_model_dir(served, prep, out / "model", args.labels)
         print(json.dumps(h) + ("  *best*" if improved else ""), flush=True)
-        if args.time_budget and epoch + 1 == 2 and start_epoch == 0 and args.epochs > 2:
-            fit = fit_epochs(args.epochs, args.time_budget * 60 - (time.time() - t_start), h["seconds"])
+        if args.time_budget and epoch + 1 >= 2 and not fitted and args.epochs > epoch + 1:
+            fitted = True
+            fit = fit_epochs(args.epochs, args.time_budget * 60 - (time.time() - t_start), h["seconds"], done=epoch + 1)
             if fit != args.epochs:  # the same one-cycle schedule, shorter, continued from the steps already taken
                 print(f"--time-budget {args.time_budget:g} min: {fit} epochs fit (of {args.epochs}) at {h['seconds']:.1f} s each",
                       flush=True)
@@ -279,7 +288,9 @@ def main(argv=None) -> int:
                     sched.step()
                 curves_title = curves_title.rsplit(",", 1)[0] + f", {fit} epochs (fitted to {args.time_budget:g} min)"
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
-                 "epochs": args.epochs, "best": best, "history": json.dumps(history), "rng": torch.get_rng_state()}
+                 "epochs": args.epochs, "fitted": fitted, "seconds_used": time.time() - t_start, "best": best,
+                 "history": json.dumps(history), "rng": torch.get_rng_state(),
+                 **({"epochs_asked": args.epochs_asked} if hasattr(args, "epochs_asked") else {})}
         if ema is not None:
             state["ema"] = ema.state_dict()
         torch.save(state, out / "checkpoint.tmp"); os.replace(out / "checkpoint.tmp", ckpt_path)

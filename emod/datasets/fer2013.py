@@ -124,8 +124,11 @@ def load(root: Path | None = None, cache_dir: Path | None = None, progress: bool
     data = load_folder(root, progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # processes that start together (tools/sweep.py) each write their own
-    np.savez(tmp, images=data.images, labels=data.labels, usage=data.usage, names=data.names)
-    tmp.replace(cache)
+    try:
+        np.savez(tmp, images=data.images, labels=data.labels, usage=data.usage, names=data.names)
+        tmp.replace(cache)
+    finally:
+        tmp.unlink(missing_ok=True)  # a write cut short leaves nothing behind
     return data
 
 

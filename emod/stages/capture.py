@@ -78,7 +78,7 @@ class CaptureStage(Stage):
         src = self.opener(c.source, c.width, c.height, c.fps, warn=self._auto_note)
         src.open()
         if src.spec != self.spec:  # a new name (auto resolved, demo's path): the next report() says it at once,
-            self._last_report = 0.0  # not up to a telemetry interval after the first frames were processed
+            self._last_report = float("-inf")  # not up to a telemetry interval after the first frames were processed
         self.source, self.spec = src, src.spec
         self.t0 = time.monotonic()
         self.m0: float | None = None

@@ -107,11 +107,13 @@ class Ensemble(nn.Module):
         return SimpleNamespace(logits=probs.clamp_min(1e-8).log())
 
 
-def load_teachers(paths: list[str | Path], input_size: int) -> Ensemble:
+def load_teachers(paths: list[str | Path], input_size: int, preprocess: dict | None = None) -> Ensemble:
     """Load ``train.py`` model directories as an eval-mode :class:`Ensemble`.
 
     Raises ValueError naming the directory when one is missing, is not a model directory, or was
-    trained at another input size than ``input_size`` (the teachers see the student's batches).
+    trained on other inputs than the student's (input size, channels, normalisation ``preprocess``
+    as in ``Preprocess.as_manifest()``) or on other labels than :data:`emod.labels.LABELS`, in order:
+    the teachers see the student's batches, and their probabilities are matched class by class.
     """
     import json
 
@@ -123,9 +125,14 @@ def load_teachers(paths: list[str | Path], input_size: int) -> Ensemble:
             hint = " (a train.py run? its model is in RUN/model)" if (p / "model" / "config.json").is_file() else ""
             raise ValueError(f"teacher {p}: not a model directory (no config.json){hint}")
         prep = p / "preprocessor_config.json"
-        size = json.loads(prep.read_text()).get("input_size") if prep.is_file() else None
+        meta = json.loads(prep.read_text()) if prep.is_file() else {}
+        size = meta.get("input_size")
         if size is not None and int(size) != input_size:
             raise ValueError(f"teacher {p}: trained at {size} px, the student at {input_size} px")
+        if preprocess is not None and meta.get("emod_preprocess") not in (None, preprocess):
+            raise ValueError(f"teacher {p}: preprocessing {meta['emod_preprocess']}, the student's {preprocess}")
+        if meta.get("labels") not in (None, list(LABELS)):
+            raise ValueError(f"teacher {p}: labels {meta['labels']}, not {list(LABELS)}")
         models.append(load_dir(p))
     return Ensemble(models).eval()
 

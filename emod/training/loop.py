@@ -38,7 +38,8 @@ def ema_update_fn(decay: float, warmup: bool = False):
     ``ExponentialMovingAverage(num_updates=...)``), so a run from scratch does not carry its random
     start in the average for thousands of steps: at 0.999 alone, ``0.999 ** 1656`` = 19 % of the
     average is still the weights and BatchNorm statistics of the first step after 1,656 steps.
-    Integer buffers (``num_batches_tracked``) take the current value.
+    Integer buffers (``num_batches_tracked``, unused with a set BatchNorm momentum) take the current value;
+    floating-point ones, like every weight, the average (the same numbers as torch's EMA without ``warmup``).
     """
 
     @torch.no_grad()

@@ -33,18 +33,21 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
 def ema_update_fn(decay: float, warmup: bool = False):
     """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel``: an exponential moving average.
 
-    Each update moves the average towards the current weights by ``1 - d``, with ``d = decay``;
-    with ``warmup``, ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (TensorFlow's
-    ``ExponentialMovingAverage(num_updates=...)``), so a run from scratch does not carry its random
-    start in the average for thousands of steps: at 0.999 alone, ``0.999 ** 1656`` = 19 % of the
-    average is still the weights and BatchNorm statistics of the first step after 1,656 steps.
-    Integer buffers (``num_batches_tracked``, unused with a set BatchNorm momentum) take the current value;
-    floating-point ones, like every weight, the average (the same numbers as torch's EMA without ``warmup``).
+    Without ``warmup``, torch's own (``get_ema_multi_avg_fn(decay)``). With it, each update moves the
+    average towards the current weights by ``1 - d``, ``d = min(decay, (1 + n) / (10 + n))`` after
+    ``n`` updates (TensorFlow's ``ExponentialMovingAverage(num_updates=...)``), so a run from scratch
+    does not carry its random start in the average for thousands of steps: at 0.999 alone,
+    ``0.999 ** 1656`` = 19 % of the average is still the weights and BatchNorm statistics of the first
+    step after 1,656 steps. Integer buffers (``num_batches_tracked``, unused with a set BatchNorm
+    momentum) then take the current value.
     """
+    if not warmup:
+        return torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged))) if warmup else decay
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
         if torch.is_floating_point(averaged[0]):
             torch._foreach_lerp_(averaged, current, 1.0 - d)
         else:

@@ -81,9 +81,9 @@ def _caption(tr: Track, frame_w: int, scale: float, thick: int, header: tuple[in
     return text, th, pad, _caption_rect(tr.box, frame_w, tw, th + base + 2 * pad, pad, header)
 
 
-def _face_area(tr: Track, frame_w: int, scale: float, thick: int, header: tuple[int, int]) -> tuple[float, ...]:
+def _face_area(tr: Track, caption_rect: tuple[int, int, int, int]) -> tuple[float, ...]:
     """(x, y, w, h) covering a face's box and its caption: what the bar panel keeps off."""
-    x0, y0, x1, y1 = _caption(tr, frame_w, scale, thick, header)[3]
+    x0, y0, x1, y1 = caption_rect
     bx, by, bw, bh = tr.box
     left, top = min(bx, x0), min(by, y0)
     return left, top, max(bx + bw, x1) - left, max(by + bh, y1) - top
@@ -101,11 +101,12 @@ def _caption_rect(box: Sequence[float], frame_w: int, tw: int, ch: int, pad: int
     return left, top, left + tw + 2 * pad, top + ch
 
 
-def _draw_track(frame: np.ndarray, tr: Track, scale: float, thick: int, header: tuple[int, int] = (0, 0)) -> None:
+def _draw_track(frame: np.ndarray, tr: Track, scale: float, thick: int, caption: tuple) -> None:
+    """The face's box and its caption, as :func:`_caption` laid it out."""
     x, y, w, h = (int(round(v)) for v in tr.box)
     color = LABEL_COLORS.get(tr.smoothed.label, _WHITE)
     cv2.rectangle(frame, (x, y), (x + w, y + h), color, (thick + 1) if tr.visible else 1)
-    caption, th, pad, (x0, y0, x1, y1) = _caption(tr, frame.shape[1], scale, thick, header)
+    caption, th, pad, (x0, y0, x1, y1) = caption
     cv2.rectangle(frame, (x0, y0), (x1, y1), color, -1)
     _text(frame, caption, (x0 + pad, y0 + pad + th), scale, thick, _BLACK)
 
@@ -171,11 +172,12 @@ def draw(frame_bgr: np.ndarray, tracks: Sequence[Track], info: Mapping[str, Any]
 
     shown = [t for t in tracks if t.visible] or list(tracks)
     header_wh = (tw + 2 * pad, th + base + 2 * pad)
+    captions = [_caption(t, frame_bgr.shape[1], scale, thick, header_wh) for t in tracks]  # laid out once per frame
     if shown:
         largest = max(shown, key=lambda t: t.box[2] * t.box[3])
         _draw_bars(frame_bgr, largest, scale, thick, th + base + 3 * pad,
-                   [_face_area(t, frame_bgr.shape[1], scale, thick, header_wh) for t in tracks])
+                   [_face_area(t, c[3]) for t, c in zip(tracks, captions)])
 
     # faces last, so their boxes and captions stay readable over the panels; captions keep off the header
-    for tr in tracks:
-        _draw_track(frame_bgr, tr, scale, thick, header_wh)
+    for tr, caption in zip(tracks, captions):
+        _draw_track(frame_bgr, tr, scale, thick, caption)

@@ -55,13 +55,29 @@ def summary(name: str, log: Path, rc: int | None) -> dict:
             "seconds": round(sum(h["seconds"] for h in hist), 1)}
 
 
-def collect(out: Path, names: list[str], dest: Path) -> list[str]:
-    """Each run's selected ``model.safetensors`` as DEST/NAME.safetensors, and DEST/logs.tgz."""
+def halve(src: Path, dst: Path) -> None:
+    """SRC's safetensors with every floating-point tensor as float16 (half the bytes); a model loads them back as float32."""
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(src).items()}, dst, metadata={"format": "pt"})
+
+
+def collect(out: Path, names: list[str], dest: Path, max_mb: float = 16.0) -> list[str]:
+    """Each run's selected ``model.safetensors`` as DEST/NAME.safetensors, and DEST/logs.tgz.
+
+    Weights larger than ``max_mb`` MiB (a lease's per-file limit on what comes back: 16 MiB on the
+    device machines) are written as float16, which halves them; the name then says so.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for n in names:
         st = out / n / "model" / "model.safetensors"
-        if st.is_file():
+        if not st.is_file():
+            continue
+        if st.stat().st_size > max_mb * 2**20:
+            halve(st, dest / f"{n}.safetensors")
+            written.append(f"{n}.safetensors (float16: {st.stat().st_size / 2**20:.1f} MiB > {max_mb:g})")
+        else:
             (dest / f"{n}.safetensors").write_bytes(st.read_bytes())
             written.append(f"{n}.safetensors")
     with tarfile.open(dest / "logs.tgz", "w:gz") as t:
@@ -87,6 +103,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="CPU threads per run (default 2)")
     p.add_argument("--grace", type=float, default=0.15, help="stop runs still going at (1 + GRACE) x the budget (default 0.15)")
     p.add_argument("--collect", type=Path, default=None, help="copy each run's selected weights and logs.tgz here")
+    p.add_argument("--max-file-mb", type=float, default=16.0,
+                   help="collect weights larger than this (MiB) as float16 (default 16: the device's limit per file)")
     a = p.parse_args(argv)
     names = [n for n, _ in a.run]
     if len(set(names)) != len(names) or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) for n in names):
@@ -150,7 +168,7 @@ def _sweep(a, names: list[str], procs: dict, t0: float) -> int:
         best = f"{r['best_public_acc']:.4f}" if r["best_public_acc"] is not None else "-"
         print(f"{r['run']:<10} {r['rc']!s:>3} {r['epochs_done']:>4}/{r['epochs_fitted'] or '-':<4} {best:>16} {r['seconds']:>8}")
     if a.collect is not None:
-        print(f"collected in {a.collect}: {', '.join(collect(a.out, names, a.collect))}")
+        print(f"collected in {a.collect}: {', '.join(collect(a.out, names, a.collect, a.max_file_mb))}")
     failed = [r["run"] for r in rows if r["rc"] != 0]
     for name in failed:
         tail = (a.out / f"{name}.log").read_text(errors="replace").strip().splitlines()[-5:]

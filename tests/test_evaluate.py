@@ -115,3 +115,17 @@ def test_write_manifest_records_metrics_and_keeps_hashes(tiny_models, fer_root, 
     assert (priv["accuracy"], priv["macro_f1"]) == (rep["accuracy"], rep["macro_f1"])
     registry.verify(registry.ModelInfo("tiny", d, registry.read_manifest(d)))
     assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.onnx"]  # no temporary file left behind
+
+
+def test_a_closed_stdout_still_writes_the_report(tiny_models, fer_root, tmp_path):
+    """``evaluate.py ... | head`` (stdout closed before the table): exit 0, and the report and PNG are still written."""
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if k != "EMOD_MODELS_DIR"}
+    p = subprocess.Popen([sys.executable, str(TOOL), "--model", str(tiny_models / "tiny"), "--split", "private", "--limit", "16",
+                          "--json", str(out), "--no-progress", "--threads", "1"], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before anything is printed
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert "BrokenPipe" not in err and "Traceback" not in err
+    assert json.loads(out.read_text())["n"] == 16 and out.with_name("r_confusion.png").is_file()

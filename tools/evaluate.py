@@ -90,6 +90,15 @@ def shown(path: Path) -> str:
         return str(Path(path).resolve())
 
 
+def say(text: str = "") -> None:
+    """Print to stdout; once stdout is a closed pipe (``evaluate.py ... | head``), stay quiet and go on, so
+    the report, the confusion PNG and the manifest are still written."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")
+
+
 def fail(msg: str) -> int:
     print(f"evaluate: {msg}", file=sys.stderr)
     return 2
@@ -185,7 +194,7 @@ def main(argv=None) -> int:
     agreement = {}
     for other in others:  # over every image of the split, whatever the label set
         agreement[other.name] = float((predict(other, test.images, args.batch, progress=not args.no_progress).argmax(1) == pred).mean())
-        print(f"same top label as {other.name}: {100 * agreement[other.name]:.1f} %")
+        say(f"same top label as {other.name}: {100 * agreement[other.name]:.1f} %")
     if args.labels == "ferplus":
         extra["cross_entropy"] = ferplus.cross_entropy(probs[keep], votes[keep])
         extra["accuracy_any_top"] = ferplus.accuracy_any_top(pred, votes)
@@ -196,13 +205,13 @@ def main(argv=None) -> int:
     report = classification_report(truth, pred, LABELS)
     set_name = "FER+ majority" if args.labels == "ferplus" else "FER2013"
     title = f"{clf.name} ({clf.info.format}) on {set_name} {args.split}" + (f" [limit {args.limit}]" if args.limit else "")
-    print(format_table(report, title))
+    say(format_table(report, title))
     if extra:
-        print(f"cross-entropy vs votes {extra['cross_entropy']:.4f}   accuracy (ties count) {extra['accuracy_any_top']:.4f}   "
-              f"FER2013-label accuracy {extra['accuracy_fer2013']:.4f}   left out (majority not ours) {extra['n_left_out']}\n"
-              f"clear majority (Barsoum et al.'s test subset, n = {extra['n_clear_majority']}): "
-              f"accuracy {extra['accuracy_clear_majority']:.4f}")
-    print(f"\n{len(test)} images in {seconds:.1f} s ({1000 * seconds / len(test):.2f} ms/img, batch {args.batch}, {args.threads} thread(s))")
+        say(f"cross-entropy vs votes {extra['cross_entropy']:.4f}   accuracy (ties count) {extra['accuracy_any_top']:.4f}   "
+            f"FER2013-label accuracy {extra['accuracy_fer2013']:.4f}   left out (majority not ours) {extra['n_left_out']}\n"
+            f"clear majority (Barsoum et al.'s test subset, n = {extra['n_clear_majority']}): "
+            f"accuracy {extra['accuracy_clear_majority']:.4f}")
+    say(f"\n{len(test)} images in {seconds:.1f} s ({1000 * seconds / len(test):.2f} ms/img, batch {args.batch}, {args.threads} thread(s))")
 
     result = {
         "model": clf.name,
@@ -226,11 +235,11 @@ def main(argv=None) -> int:
     if png is not None:
         plot_confusion(cm, LABELS, png, title=f"{title}\nacc {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
         result["confusion_png"] = str(png)
-        print(f"confusion matrix: {png}")
+        say(f"confusion matrix: {png}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"report: {args.json}")
+        say(f"report: {args.json}")
     if args.write_manifest:
         entry = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"], "split": args.split,
                  "labels": args.labels, **({"cross_entropy": extra["cross_entropy"]} if extra else {})}
@@ -242,7 +251,7 @@ def main(argv=None) -> int:
             registry.verify(registry.ModelInfo(clf.name, clf.info.path, registry.read_manifest(clf.info.path)))
         except (OSError, registry.ModelError) as e:
             return fail(f"cannot update {clf.info.path / registry.MANIFEST}: {e}")
-        print(f"manifest: {clf.info.path / registry.MANIFEST} metrics.{args.split}{'_ferplus' if args.labels == 'ferplus' else ''} updated")
+        say(f"manifest: {clf.info.path / registry.MANIFEST} metrics.{args.split}{'_ferplus' if args.labels == 'ferplus' else ''} updated")
     return 0
 
 

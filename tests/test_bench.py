@@ -132,3 +132,11 @@ def test_unknown_model_exits_2():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("bench: unknown model 'no-such-model'") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_model_paths_in_the_report_are_the_same_on_every_machine(bench, tmp_path, monkeypatch):
+    """Report paths: relative inside the checkout, under $EMOD_MODELS_DIR when there, else absolute."""
+    monkeypatch.setenv("EMOD_MODELS_DIR", str(tmp_path / "models"))
+    assert bench.shown(REPO / "emod" / "models" / "zoo" / "quant") == "emod/models/zoo/quant"
+    assert bench.shown(tmp_path / "models" / "quant-fer2013") == "$EMOD_MODELS_DIR/quant-fer2013"
+    assert bench.shown(tmp_path / "elsewhere") == str((tmp_path / "elsewhere").resolve())

@@ -189,6 +189,19 @@ def seed_subject(tmp: Path) -> dict:
             "end_to_end": lambda face: forward(prepare(face)), "prepare": prepare, "forward": forward}
 
 
+def shown(path: Path) -> str:
+    """A model directory as the report names it: relative to the checkout when inside it, under
+    ``$EMOD_MODELS_DIR`` when there (the same on every machine), else absolute."""
+    path = Path(path).resolve()
+    bases = [(REPO, "")] + ([(Path(os.environ["EMOD_MODELS_DIR"]).resolve(), "$EMOD_MODELS_DIR/")] if os.environ.get("EMOD_MODELS_DIR") else [])
+    for base, prefix in bases:
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
+
+
 def registry_subject(name_or_dir: str, threads: int) -> dict:
     """A registry model (name or directory) as the daemon runs it."""
     from emod.models.classifier import load
@@ -204,7 +217,7 @@ def registry_subject(name_or_dir: str, threads: int) -> dict:
 
         macs = torch_macs(clf.runtime.model, torch.zeros(1, clf.prep.channels, info.input_size, info.input_size))
     return {"name": clf.name, "format": info.format, "input_size": info.input_size, "channels": clf.prep.channels,
-            "size_bytes": size, "macs": macs, "path": str(info.path),
+            "size_bytes": size, "macs": macs, "path": shown(info.path),
             "end_to_end": lambda face: clf.classify([face]), "prepare": lambda face: clf.prep([face]),
             "forward": clf.runtime.logits}
 

@@ -25,6 +25,10 @@ def test_help_is_plain_text(cmd) -> None:
     r = subprocess.run([str(BIN / cmd[0]), *cmd[1:], "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("usage:"), r.stderr
     assert not MARKUP.search(r.stdout), MARKUP.search(r.stdout).group(0)
+    described = r.stdout.split("\n\n")[1]  # after the usage lines: a description, not straight into the options
+    assert not described.lstrip().startswith(("options:", "positional arguments:")), described[:80]
+    inner = re.search(r"(?<!-m )\bemod(?:\.[a-z_]+)+\b(?<!emod\.toml)", described)  # "python -m emod.x" is a command
+    assert not inner, f"names an internal module: {inner.group(0)}"
 
 
 RUN_HELP = """

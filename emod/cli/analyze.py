@@ -1,20 +1,19 @@
 """``emod analyze PATH... [--json] [--model NAME] [--summary] [--annotate DIR]``: offline analysis
-of images and videos through the daemon's own detection and classification path
-(:class:`emod.pipeline.FacePipeline`).
+of images and videos through the daemon's own detection and classification path.
 
-Per face: the box, the detection score, the label and the probabilities in :data:`emod.labels.LABELS`
-order; ``--json`` also gives each frame's detector, ``detect_ms`` and ``classify_ms``.
+Per face: the box, the detection score, the label and each label's probability; ``--json``
+also gives each frame's detector, ``detect_ms`` and ``classify_ms``.
 
 ``--summary`` prints, per file, one line (or JSON object) per face track instead: its frames,
 time span (video seconds) and time share per smoothed label, through the daemon's own tracker
-and smoother (:func:`emod.vision.emotions.from_config`, ``[display]`` settings).
+and smoother (with the config's ``[display]`` settings).
 ``--annotate DIR`` writes every analysed frame with the daemon's overlay (tracks, smoothed
 labels, probability bars) as ``DIR/NAME.jpg`` (images) or ``DIR/NAME_FRAME.jpg`` (videos), NAME
 made unique in the run (``x``, ``x-2``...) when inputs share a name; alone, it prints per file
 how many frames it wrote and under which name.
 
 A folder is analysed file by file (recursively, links followed but never in a loop). Each
-file's format comes from its content, not its name (:mod:`emod.sources.files`): images give
+file's format comes from its content, not its name: images give
 one frame, videos and GIF animations every frame (``--every N`` to sample), each with its
 media time in seconds. Special files (named pipes, sockets, devices) are skipped with the reason.
 
@@ -23,7 +22,7 @@ media time in seconds. Special files (named pipes, sockets, devices) are skipped
 ``warning`` where the input looks truncated, or ``skipped`` (with the reason) for a special file
 or link loop met in a folder. An empty folder is an error (nothing to analyse).
 Exit 0 when every input was read, 2 otherwise
-(the table in :mod:`emod.protocol`); a closed pipe (``| head``) ends it quietly with 0.
+(see ``emod --help``); a closed pipe (``| head``) ends it quietly with 0.
 """
 
 from __future__ import annotations

@@ -134,7 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         return keygen.main(argv[1:])
     p = argparse.ArgumentParser(prog="emod", description="Edge facial-emotion recognition daemon.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the daemon: launcher + capture, infer, display and power stages")
+    r = sub.add_parser("run", help="run the daemon: launcher + capture, infer, display and power stages",
+                       description="Run the daemon in the foreground: a launcher that starts and supervises the capture, "
+                                   "infer, display and power stages (and mqtt with [mqtt] in the config) until Ctrl-C, "
+                                   "SIGTERM, emod-ctl quit or --duration. Without --source it uses the config's, "
+                                   "'auto' by default: the camera, or the bundled demo clip when there is none. "
+                                   f"Exit {protocol.EXIT_OK} on a clean stop, {protocol.EXIT_FAILURE} after too many restarts "
+                                   f"of one stage, {protocol.EXIT_USAGE} for an unknown or broken --model, "
+                                   f"{protocol.EXIT_ALREADY_RUNNING} when another emod runs on this runtime directory, "
+                                   f"{protocol.EXIT_CONFIG} for a bad config or a --source file or folder that does not "
+                                   "exist (python -m emod.protocol prints the whole table).")
     _common_run_args(r)
     r.add_argument("--source", help="auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder")
     r.add_argument("--model", help="model name (emod-ctl models); overrides the persisted choice")
@@ -150,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--model")
     s.add_argument("--state-dir")
     s.set_defaults(func=cmd_stage)
-    v = sub.add_parser("validate", help="check a config file; exit 78 on error")
+    v = sub.add_parser("validate", help="check a config file; exit 78 on error",
+                       description="Check a TOML config file as emod run would read it, without starting anything: "
+                                   f"exit {protocol.EXIT_OK} and 'FILE: valid' when it is, {protocol.EXIT_CONFIG} and one line "
+                                   "per error on stderr when it is not.")
     v.add_argument("file")
     v.add_argument("--show", action="store_true", help="print the resolved config as JSON")
     v.set_defaults(func=cmd_validate)

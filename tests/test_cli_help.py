@@ -26,6 +26,7 @@ def test_help_is_plain_text(cmd) -> None:
     assert r.returncode == 0 and r.stdout.startswith("usage:"), r.stderr
     assert not MARKUP.search(r.stdout), MARKUP.search(r.stdout).group(0)
     described = r.stdout.split("\n\n")[1]  # after the usage lines: a description, not straight into the options
+    described = re.sub(r"\s+", " ", described)  # argparse wraps at the terminal's width
     assert not described.lstrip().startswith(("options:", "positional arguments:")), described[:80]
     inner = re.search(r"(?<!-m )\bemod(?:\.[a-z_]+)+\b(?<!emod\.toml)", described)  # "python -m emod.x" is a command
     assert not inner, f"names an internal module: {inner.group(0)}"

@@ -8,7 +8,7 @@ each run's selected weights and one archive of logs, metrics and curves.
 
     python tools/fer_bundle.py unpack fer-bundle.npz /tmp/fer      # the data, carried there
     python tools/sweep.py --out runs/sweep --minutes 7 --common "--data /tmp/fer --labels ferplus --device cuda" \\
-        --run s0 "--ema 0.999 --mixup 0.2 --epochs 300 --seed 0" --run s1 "--ema 0.999 --epochs 300 --seed 1" \\
+        --run s0 "--ema 0.999 --ema-warmup --mixup 0.2 --epochs 300 --seed 0" --run s1 "--ema 0.999 --ema-warmup --epochs 300 --seed 1" \\
         --collect "$OUT"
 
 Prints every run's epoch and best PublicTest every 30 s, then a table; writes OUT/sweep.json.

@@ -27,6 +27,7 @@ def test_optimize_prunes_distils_quantizes_and_ships(tmp_path, monkeypatch):
     r = json.loads(report.read_text())
     assert r["prune_scope"] == "hidden" and r["macs_target"] == 0.8 and r["weight_type"] == "uint8" and r["freeze_bn"]
     assert r["macs_after"] <= 0.8 * r["macs_before"] and r["params_after"] < r["params_before"]
+    assert r["params_target"] == optimize.DEFAULT_PARAMS and r["params_after"] <= r["params_target"] * r["params_before"]
     alloc = r["allocation"]
     assert all(1 <= len(b["options"]) <= 3 and b["keep"] in [b["hidden"]] + [o["keep"] for o in b["options"]] for b in alloc)
     assert 0.0 < r["hidden_removed"] < 1.0 and any(b["keep"] < b["hidden"] for b in alloc)
@@ -50,8 +51,27 @@ def test_optimize_prunes_distils_quantizes_and_ships(tmp_path, monkeypatch):
 @pytest.mark.parametrize("args, message", [(["--macs", "1.5"], "--macs must be a share"),
                                            (["--prune", "1.0"], "--prune must be a share"),
                                            (["--macs", "0.8", "--prune", "0.3"], "not both"),
-                                           (["--scope", "all"], "--scope all needs --prune")])
+                                           (["--scope", "all"], "--scope all needs --prune"),
+                                           (["--params", "0"], "--params must be a share"),
+                                           (["--prune", "0.3", "--params", "0.7"], "--params goes with --macs")])
 def test_optimize_refuses_bad_pruning_arguments_before_any_work(tmp_path, capsys, args, message):
     out = tmp_path / "zoo" / "q"
     rc = _tool("optimize").main(["--model", str(tmp_path / "nothing"), "--out", str(out), *args, "--no-progress"])
     assert rc == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_optimize_starts_from_the_registry_full_and_refuses_an_onnx_model(tmp_path, capsys):
+    from emod.training.build import model_meta
+
+    zoo = REPO / "emod" / "models" / "zoo"
+    meta = model_meta(zoo / "full")
+    full = registry.read_manifest(zoo / "full")
+    assert meta["input_size"] == full["input_size"] and meta["emod_preprocess"] == full["preprocess"]
+    assert meta["trained_on"] == full["trained_on"] and meta["labels"] == full["labels"]
+    train_dir = _trained_dir(tmp_path / "run" / "model")
+    assert model_meta(train_dir)["input_size"] == json.loads((train_dir / "preprocessor_config.json").read_text())["input_size"]
+    out = tmp_path / "zoo" / "q"
+    rc = _tool("optimize").main(["--model", str(zoo / "quant"), "--out", str(out), "--no-progress"])
+    assert rc == 2 and "only an hf-safetensors one" in capsys.readouterr().err and not out.exists()
+    rc = _tool("optimize").main(["--model", str(tmp_path / "run"), "--out", str(out), "--no-progress"])
+    assert rc == 2 and "its model is in RUN/model" in capsys.readouterr().err and not out.exists()

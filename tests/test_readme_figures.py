@@ -55,7 +55,7 @@ WRITERS = {
     "daemon-quant-yunet.json": "tools/measure.py --models quant --seconds 30 --json docs/daemon-quant-yunet.json",
     "daemon-quant-haar.json": "EMOD_INFER_DETECTOR=haar",
     "crop-framing.json": "tools/crop_framing.py --clip ... --truth ... --model quant --json docs/crop-framing.json",
-    "optimize-quant.json": "tools/optimize.py --model runs/scratch/model --out emod/models/zoo/quant",
+    "optimize-quant.json": "tools/optimize.py --model emod/models/zoo/full --out emod/models/zoo/quant",
     "eval-full-ferplus.json": "tools/evaluate.py --model full --split private --labels ferplus",
     "eval-quant-ferplus.json": "tools/evaluate.py --model quant --split private --labels ferplus",
     "eval-full-fer2013.json": "tools/evaluate.py --model NAME --split private",  # the previous pair, restored by the README's git line
@@ -169,7 +169,10 @@ FIGURES = [
     "and the first FER+ `full` {select-ferplus-soup-public-ferplus:100*accuracy:.1f} %",
     "so the shipped recipe's {train-full-ferplus-scratch:args.epochs:d} are a few",
     # how quant was made: tools/optimize.py
-    "until {optimize-quant:100*(1-macs_target):.0f} % of the MACs are gone",
+    "until {optimize-quant:100*(1-macs_target):.0f} % of the MACs and {optimize-quant:100*(1-params_target):.0f} % of the "
+    "parameters are gone",
+    "whole (`allocation` in the report): {optimize-quant:1e-6*params_before:.2f} M -> {optimize-quant:1e-6*params_after:.2f} M "
+    "parameters.",
     "{optimize-quant:1e-6*macs_before:.1f} M -> {optimize-quant:1e-6*macs_after:.1f} M",
     "Agreement right after pruning and re-estimating the BatchNorms: "
     "{optimize-quant:100*public_agreement_with_unpruned.recalibrated:.1f} % (before re-estimating: "
@@ -230,11 +233,11 @@ NOT_MEASURED = [
     "or after 2 s without a frame",  # emod/stages/infer.py constant
     "over the last 300 results",  # emod/launcher/telemetry.py window
     "MobileNetV2 1.0, 1-channel",  # architecture: width multiplier, channels
-    "`--macs 0.74`: the six widest late blocks keep 25-50 % of theirs, the first ten",  # the recipe's arguments
     "(two images per face",  # what mirror averaging means
     "to 75 / 50 / 25 % of its",  # the options optimize.py tries
     "For the late 576- and 960-channel blocks",  # architecture
-    "so three of them go down to 25 %",  # the recipe (allocation in docs/optimize-quant.json)
+    "so all three 960-channel blocks and the first 576 go down to 25 %",  # the recipe (allocation in docs/optimize-quant.json)
+    "and the second 576 to 75 %;",
     "**Distil at temperature 1**",  # the recipe's argument
     "saturating 16-bit lanes",  # a hardware fact
     "Why 64 px and 1 channel",  # the design

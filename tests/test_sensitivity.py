@@ -5,7 +5,7 @@ import torch
 import torch_pruning as tp
 
 from emod.training.prune import hidden_importance, prune_hidden
-from emod.training.sensitivity import Option, allocate, block_sensitivity, hidden_widths
+from emod.training.sensitivity import Option, allocate, block_sensitivity, hidden_widths, n_params
 from test_prune import _model
 
 
@@ -23,6 +23,24 @@ def test_allocation_takes_the_cheapest_divergence_per_mac_first():
     assert allocate(table, hidden, 1100) == [8, 8]
     with pytest.raises(ValueError, match="cannot save 1200"):
         allocate(table, hidden, 1200)
+
+
+def test_a_parameter_budget_prunes_where_the_parameters_are():
+    # block 0: early (many MACs, few parameters); block 1: late (few MACs, many parameters)
+    table = [
+        [Option(12, 400, 0.10, 10), Option(8, 800, 0.30, 20)],
+        [Option(24, 100, 0.05, 300), Option(16, 200, 0.12, 600)],
+    ]
+    hidden = [16, 32]
+    # MACs alone: block 0's 0.10 / 400 per MAC beats block 1's 0.05 / 100
+    assert allocate(table, hidden, 400) == [12, 32]
+    # also 500 parameters: block 1 is pruned twice (0.05 / 0.85, then 0.07 / 0.85 of a budget share), then block 0 for the MACs
+    assert allocate(table, hidden, 400, params_to_save=500) == [12, 16]
+    # parameters alone: block 1 until they are met
+    assert allocate(table, hidden, 0, params_to_save=300) == [16, 24]
+    assert allocate(table, hidden, 0, params_to_save=301) == [16, 16]
+    with pytest.raises(ValueError, match="and 700 parameters"):
+        allocate(table, hidden, 0, params_to_save=700)
 
 
 def test_sensitivity_measures_real_options_and_the_allocation_meets_the_budget():
@@ -43,10 +61,10 @@ def test_sensitivity_measures_real_options_and_the_allocation_meets_the_budget()
     assert len(table) == len(imp)
     for opts, i in zip(table, imp):
         assert [o.keep for o in opts] == sorted({o.keep for o in opts}, reverse=True) and opts[0].keep < len(i)
-        assert all(o.macs_saved > 0 and o.kl >= 0 for o in opts)
+        assert all(o.macs_saved > 0 and o.params_saved > 0 and o.kl >= 0 for o in opts)
         assert opts[-1].macs_saved > opts[0].macs_saved and opts[-1].kl > 0
-    macs0 = macs(m)
-    keep = allocate(table, hidden_widths(m), int(0.2 * macs0))
+    macs0, params0 = macs(m), n_params(m)
+    keep = allocate(table, hidden_widths(m), int(0.2 * macs0), int(0.3 * params0))
     prune_hidden(m, imp, keep)
-    assert macs(m) <= 0.8 * macs0
+    assert macs(m) <= 0.8 * macs0 and n_params(m) <= 0.7 * params0
     assert hidden_widths(m) == keep

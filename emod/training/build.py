@@ -107,6 +107,34 @@ class Ensemble(nn.Module):
         return SimpleNamespace(logits=probs.clamp_min(1e-8).log())
 
 
+def model_meta(path: str | Path) -> dict:
+    """What a saved model was trained for: ``input_size`` (px), ``emod_preprocess`` (as
+    ``Preprocess.as_manifest()``), ``labels`` and ``trained_on`` (``fer2013`` or ``ferplus``).
+
+    PATH is ``tools/train.py``'s ``OUT/model`` (read from its ``preprocessor_config.json``) or a
+    registry model directory of format ``hf-safetensors`` such as ``emod/models/zoo/full`` (read from
+    its ``manifest.json``). Raises ValueError naming PATH when it is neither.
+    """
+    import json
+
+    p = Path(path)
+    prep, manifest = p / "preprocessor_config.json", p / "manifest.json"
+    if prep.is_file():
+        meta = json.loads(prep.read_text())
+        if "emod_preprocess" not in meta or "input_size" not in meta:
+            raise ValueError(f"{prep}: no emod_preprocess / input_size (not written by tools/train.py)")
+        return {"labels": list(LABELS), "trained_on": "fer2013", **meta}
+    if manifest.is_file():
+        m = json.loads(manifest.read_text())
+        if m.get("format") != "hf-safetensors":
+            raise ValueError(f"{p}: a {m.get('format')} registry model; only an hf-safetensors one (such as full) has "
+                             "trainable weights")
+        return {"input_size": m["input_size"], "emod_preprocess": m["preprocess"], "labels": m.get("labels", list(LABELS)),
+                "trained_on": m.get("trained_on", "fer2013")}
+    hint = " (a train.py run? its model is in RUN/model)" if (p / "model" / "config.json").is_file() else ""
+    raise ValueError(f"{p}: not a model directory (no preprocessor_config.json or manifest.json){hint}")
+
+
 def load_teachers(paths: list[str | Path], input_size: int, preprocess: dict | None = None) -> Ensemble:
     """Load ``train.py`` model directories as an eval-mode :class:`Ensemble`.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,14 +21,14 @@ def test_optimize_prunes_distils_quantizes_and_ships(tmp_path, monkeypatch):
     src = _trained_dir(tmp_path / "run" / "model")
     out, report = tmp_path / "zoo" / "q", tmp_path / "q.json"
     optimize = _tool("optimize")
-    rc = optimize.main(["--model", str(src), "--out", str(out), "--macs", "0.8", "--epochs", "1", "--limit", "512",
+    rc = optimize.main(["--model", str(src), "--out", str(out), "--macs", "0.8", "--params", "0.9", "--epochs", "1", "--limit", "512",
                         "--calibration", "64", "--tta", "hflip", "--select", "agreement", "--report", str(report),
                         "--no-progress"])
     assert rc == 0
     r = json.loads(report.read_text())
     assert r["prune_scope"] == "hidden" and r["macs_target"] == 0.8 and r["weight_type"] == "uint8" and r["freeze_bn"]
     assert r["macs_after"] <= 0.8 * r["macs_before"] and r["params_after"] < r["params_before"]
-    assert r["params_target"] == optimize.DEFAULT_PARAMS and r["params_after"] <= r["params_target"] * r["params_before"]
+    assert r["params_target"] == 0.9 and r["params_after"] <= 0.9 * r["params_before"]
     alloc = r["allocation"]
     assert all(1 <= len(b["options"]) <= 3 and b["keep"] in [b["hidden"]] + [o["keep"] for o in b["options"]] for b in alloc)
     assert 0.0 < r["hidden_removed"] < 1.0 and any(b["keep"] < b["hidden"] for b in alloc)
@@ -75,3 +76,12 @@ def test_optimize_starts_from_the_registry_full_and_refuses_an_onnx_model(tmp_pa
     assert rc == 2 and "only an hf-safetensors one" in capsys.readouterr().err and not out.exists()
     rc = _tool("optimize").main(["--model", str(tmp_path / "run"), "--out", str(out), "--no-progress"])
     assert rc == 2 and "its model is in RUN/model" in capsys.readouterr().err and not out.exists()
+    (train_dir / "preprocessor_config.json").write_text("{not json")
+    rc = _tool("optimize").main(["--model", str(train_dir), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "preprocessor_config.json: not valid JSON" in err and not out.exists()
+    changed = tmp_path / "full"
+    shutil.copytree(zoo / "full", changed)
+    (changed / "config.json").write_text((changed / "config.json").read_text() + " ")
+    rc = _tool("optimize").main(["--model", str(changed), "--out", str(out), "--no-progress"])
+    assert rc == 2 and "config.json is corrupted or replaced" in capsys.readouterr().err and not out.exists()

@@ -169,7 +169,7 @@ FIGURES = [
     "and the first FER+ `full` {select-ferplus-soup-public-ferplus:100*accuracy:.1f} %",
     "so the shipped recipe's {train-full-ferplus-scratch:args.epochs:d} are a few",
     # how quant was made: tools/optimize.py
-    "until {optimize-quant:100*(1-macs_target):.0f} % of the MACs and {optimize-quant:100*(1-params_target):.0f} % of the "
+    "until at least {optimize-quant:100*(1-macs_target):.0f} % of the MACs and {optimize-quant:100*(1-params_target):.0f} % of the "
     "parameters are gone",
     "whole (`allocation` in the report): {optimize-quant:1e-6*params_before:.2f} M -> {optimize-quant:1e-6*params_after:.2f} M "
     "parameters.",
@@ -235,7 +235,7 @@ NOT_MEASURED = [
     "MobileNetV2 1.0, 1-channel",  # architecture: width multiplier, channels
     "(two images per face",  # what mirror averaging means
     "to 75 / 50 / 25 % of its",  # the options optimize.py tries
-    "For the late 576- and 960-channel blocks",  # architecture
+    "For most of the late 576- and 960-channel blocks",  # architecture
     "so all three 960-channel blocks and the first 576 go down to 25 %",  # the recipe (allocation in docs/optimize-quant.json)
     "and the second 576 to 75 %;",
     "**Distil at temperature 1**",  # the recipe's argument

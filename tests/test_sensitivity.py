@@ -41,6 +41,19 @@ def test_a_parameter_budget_prunes_where_the_parameters_are():
     assert allocate(table, hidden, 0, params_to_save=301) == [16, 16]
     with pytest.raises(ValueError, match="and 700 parameters"):
         allocate(table, hidden, 0, params_to_save=700)
+    with pytest.raises(ValueError, match=r"cannot save 1100 MACs by pruning hidden channels \(reached 1000\)"):
+        allocate(table, hidden, 1100)
+
+
+def test_a_saving_counts_as_a_share_of_each_budget_not_yet_met():
+    # a share, not a raw count: block 0 closes the parameter budget twice over (40 of 20: 2 shares) for 0.1,
+    # block 1 both budgets once (2 shares) for 0.2; counted raw, block 1's 420 would beat block 0's 40
+    table = [[Option(8, 0, 0.1, 40)], [Option(8, 400, 0.2, 20)]]
+    assert allocate(table, [16, 16], 400, params_to_save=20) == [8, 8]
+    # a budget met counts for nothing: after block 0's first step the parameters are met, and its second
+    # step's 100 parameters no longer help it (0.4 / 0.5 of a share against block 1's 0.3 / 0.5)
+    table = [[Option(12, 100, 0.1, 1000), Option(8, 200, 0.5, 1100)], [Option(8, 100, 0.3, 0)]]
+    assert allocate(table, [16, 16], 200, params_to_save=500) == [12, 8]
 
 
 def test_sensitivity_measures_real_options_and_the_allocation_meets_the_budget():

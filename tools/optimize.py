@@ -60,13 +60,15 @@ def parse_args(argv=None):
                         "emod/models/zoo/full")
     p.add_argument("--out", type=Path, required=True, help="registry model directory to write (e.g. emod/models/zoo/quant)")
     p.add_argument("--name", default=None, help="model name in the manifest (default: the --out folder name)")
-    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--data", type=Path, default=None,
+                   help="FER2013 root (default: $EMOD_FER2013, else ../shared/data/fer2013 beside the checkout)")
     p.add_argument("--macs", type=float, default=None,
                    help="share of the unpruned multiply-accumulates to keep (torch-pruning's count), allocated by "
                         f"measured block sensitivity (--scope hidden; default {DEFAULT_MACS} unless --prune is given)")
     p.add_argument("--params", type=float, default=None,
-                   help="with --macs: also keep at most this share of the unpruned parameters (int8 size is about one byte "
-                        f"each, plus per-channel scales; default {DEFAULT_PARAMS} unless --prune is given; 1: no limit)")
+                   help="also keep at most this share of the unpruned parameters, which set the int8 file's size (about 1.3 "
+                        "bytes per parameter, per-channel scales and the fp32 stem and classifier included); default "
+                        f"{DEFAULT_PARAMS} when neither --macs nor --prune is given, else no limit")
     p.add_argument("--prune", type=float, default=None,
                    help="instead of --macs: fraction of channels removed in each prunable group (required for --scope all)")
     p.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=True,
@@ -74,25 +76,27 @@ def parse_args(argv=None):
     p.add_argument("--scope", choices=("hidden", "all"), default="hidden",
                    help="hidden: only the blocks' expansion channels (keeps the function close); all: every channel group "
                         "(torch-pruning)")
-    p.add_argument("--epochs", type=int, default=6, help="fine-tune epochs after pruning (0: none)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=4, help="fine-tune epochs after pruning (0: none; default 4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tune peak learning rate, one-cycle AdamW (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=64, help="fine-tune batch size (default 64)")
     p.add_argument("--distill", type=float, default=1.0, help="weight of the distillation loss from the unpruned model (0: off)")
     p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (lower: match the top label more closely)")
     p.add_argument("--calibration", type=int, default=512, help="training images used to calibrate int8 ranges")
     p.add_argument("--calibrate-method", default="minmax", choices=["minmax", "percentile", "entropy"],
                    help="how activation ranges are set from the calibration images")
     p.add_argument("--weight-type", default="uint8", choices=["uint8", "int8"],
-                   help="int8 weight encoding: uint8 (U8U8) gives the same results on every CPU; int8 (U8S8) can saturate "
-                        "on x86 without VNNI (see emod.training.export)")
+                   help="int8 weight encoding: uint8 (U8U8) avoids the saturation that int8 (U8S8) weights meet in ONNX "
+                        "Runtime's kernels on x86 without VNNI (see emod.training.export; how closely arm64 matches x86 "
+                        "is measured by make pi-check)")
     p.add_argument("--select", default="agreement", choices=["accuracy", "agreement"],
                    help="keep the fine-tune epoch with the best PublicTest accuracy, or the best top-label agreement with "
                         "the unpruned model")
-    p.add_argument("--tta", choices=["hflip"], help="test-time augmentation the classifier applies (as tools/package.py)")
+    p.add_argument("--tta", choices=["hflip"], help="test-time augmentation the classifier applies (as tools/package.py; "
+                                                    "default: the --model's own, as its manifest or run records it)")
     p.add_argument("--keep-fp32", type=Path, default=None, help="also keep the pruned, fine-tuned fp32 ONNX here")
     p.add_argument("--limit", type=int, default=0, help="fine-tune on N images only (smoke tests)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report", type=Path, default=None, help="JSON report (default OUT/../NAME-optimize.json in runs/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample choice, fine-tune order and calibration images")
+    p.add_argument("--report", type=Path, default=None, help="JSON report (default runs/NAME-optimize.json)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -134,8 +138,8 @@ def main(argv=None) -> int:
         return 2
     if args.prune is None and args.macs is None:
         args.macs = DEFAULT_MACS
-    if args.prune is None and args.params is None:
-        args.params = DEFAULT_PARAMS
+        if args.params is None:
+            args.params = DEFAULT_PARAMS
     if args.params is not None and not 0.0 < args.params <= 1.0:
         print(f"error: --params must be a share in (0, 1], not {args.params}", file=sys.stderr)
         return 2
@@ -150,6 +154,8 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:
         print(f"error: --model: {e}", file=sys.stderr)
         return 2
+    if args.tta is None:
+        args.tta = meta.get("tta")  # serve quant as its teacher is served
     prep = Preprocess(meta["input_size"], **{k: v for k, v in meta["emod_preprocess"].items()})
     teacher = load_dir(args.model).eval()
     student = load_dir(args.model)
@@ -277,7 +283,7 @@ def main(argv=None) -> int:
 
     registry.write_manifest(out, name, "onnx", prep.input_size, prep.as_manifest(),
                             description=f"MobileNetV2, {args.prune if removed is None else removed:.0%} of {args.scope} channels "
-                                        f"pruned ({macs1 / macs0:.0%} of the MACs), distilled, int8 (ONNX Runtime QDQ, "
+                                        f"pruned ({macs1 / macs0:.0%} of the MACs kept), distilled, int8 (ONNX Runtime QDQ, "
                                         f"{args.weight_type} weights; stem conv and classifier fp32)",
                             extra={"source_model": str(args.model), "macs": macs1, "params": params1,
                                    "trained_on": meta.get("trained_on", "fer2013"),

@@ -109,28 +109,36 @@ class Ensemble(nn.Module):
 
 def model_meta(path: str | Path) -> dict:
     """What a saved model was trained for: ``input_size`` (px), ``emod_preprocess`` (as
-    ``Preprocess.as_manifest()``), ``labels`` and ``trained_on`` (``fer2013`` or ``ferplus``).
+    ``Preprocess.as_manifest()``), ``labels``, ``trained_on`` (``fer2013`` or ``ferplus``) and
+    ``tta`` (``hflip`` or None: the test-time augmentation it is served with).
 
     PATH is ``tools/train.py``'s ``OUT/model`` (read from its ``preprocessor_config.json``) or a
     registry model directory of format ``hf-safetensors`` such as ``emod/models/zoo/full`` (read from
-    its ``manifest.json``). Raises ValueError naming PATH when it is neither.
+    its ``manifest.json``, and every file's SHA-256 checked against it). Raises ValueError naming the
+    file when PATH is neither, a file is malformed, or a registry model's file is missing or changed.
     """
     import json
 
+    from emod.models import registry
+
     p = Path(path)
-    prep, manifest = p / "preprocessor_config.json", p / "manifest.json"
+    prep, manifest = p / "preprocessor_config.json", p / registry.MANIFEST
     if prep.is_file():
-        meta = json.loads(prep.read_text())
-        if "emod_preprocess" not in meta or "input_size" not in meta:
+        try:
+            meta = json.loads(prep.read_text())
+        except ValueError as e:
+            raise ValueError(f"{prep}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or "emod_preprocess" not in meta or "input_size" not in meta:
             raise ValueError(f"{prep}: no emod_preprocess / input_size (not written by tools/train.py)")
-        return {"labels": list(LABELS), "trained_on": "fer2013", **meta}
+        return {"labels": list(LABELS), "trained_on": "fer2013", "tta": None, **meta}
     if manifest.is_file():
-        m = json.loads(manifest.read_text())
-        if m.get("format") != "hf-safetensors":
-            raise ValueError(f"{p}: a {m.get('format')} registry model; only an hf-safetensors one (such as full) has "
+        m = registry.read_manifest(p)  # ModelError (a ValueError) names the file and the problem
+        if m["format"] != "hf-safetensors":
+            raise ValueError(f"{p}: an {m['format']} registry model; only an hf-safetensors one (such as full) has "
                              "trainable weights")
-        return {"input_size": m["input_size"], "emod_preprocess": m["preprocess"], "labels": m.get("labels", list(LABELS)),
-                "trained_on": m.get("trained_on", "fer2013")}
+        registry.verify(registry.ModelInfo(m["name"], p, m))
+        return {"input_size": m["input_size"], "emod_preprocess": m["preprocess"], "labels": m["labels"],
+                "trained_on": m.get("trained_on", "fer2013"), "tta": m.get("tta")}
     hint = " (a train.py run? its model is in RUN/model)" if (p / "model" / "config.json").is_file() else ""
     raise ValueError(f"{p}: not a model directory (no preprocessor_config.json or manifest.json){hint}")
 

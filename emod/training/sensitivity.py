@@ -6,16 +6,16 @@ the BatchNorms downstream are re-estimated, and the cost of that width is the KL
 the pruned network's predictions from the unpruned one's, on held-out training images. A greedy
 allocation then removes, step by step, the width step with the least added divergence per
 multiply-accumulate saved, until the requested share of the network's MACs is gone. A budget of
-parameters (which set the int8 file's size) can be given too: MACs sit in the early, wide-image
-blocks and parameters in the late, wide-channel ones, so a step is then judged by its saving as
-a share of each budget not yet met.
+parameters (which set the int8 file's size) can be given too: the early blocks, which see the
+largest feature maps, do many MACs per parameter and the late, wide ones few, so a step is then
+judged by its saving as a share of each budget not yet met.
 
 The score is the cost of the whole change, the downstream re-estimation included: that part
 alone grows with the number of BatchNorms downstream, so it weighs on early blocks more, and for
-the late blocks the score hardly varies with width. The scores are treated as additive, which
-they are only roughly. For the shipped ``quant`` (74 % of the MACs and 70 % of the parameters
-kept) the allocation took the three 960-channel blocks and one of the 576 to 25 %, halved the
-first expansion layer and left the rest (but one) whole (README "Models" has the figures).
+most late blocks the score hardly varies with width. The scores are treated as additive, which
+they are only roughly. For the shipped ``quant`` (budgets: at most 74 % of the MACs and 70 % of
+the parameters kept) the allocation took the three 960-channel blocks and one of the 576 to 25 %,
+halved the first expansion layer and left the rest (but one) whole (README "Models" has the figures).
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def allocate(table: list[list[Option]], hidden: list[int], macs_to_save: int, pa
                 if best is None or rate < best[0]:
                     best = (rate, b)
         if best is None:
-            raise ValueError(f"cannot save {macs_to_save} MACs and {params_to_save} parameters by pruning hidden channels "
-                             f"(at most {macs} and {params})")
+            want = f"{macs_to_save} MACs" + (f" and {params_to_save} parameters" if params_to_save > 0 else "")
+            got = f"{macs}" + (f" and {params}" if params_to_save > 0 else "")
+            raise ValueError(f"cannot save {want} by pruning hidden channels (reached {got})")
         level[best[1]] += 1
         macs, params = saved()
     return [option(b, lv).keep for b, lv in enumerate(level)]

@@ -284,11 +284,16 @@ def plot(results: dict, samples: dict, path: Path, title: str) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
     ax.boxplot([samples[n] for n in names], showfliers=False)
-    ax.set_xticks(range(1, len(names) + 1), labels=[f"{n}\n{results[n]['macs'] / 1e6:.1f} MMAC" for n in names])
-    for i, n in enumerate(names, 1):
-        ax.annotate(f"{results[n]['latency_ms']['median']:.2f} ms", (i, results[n]["latency_ms"]["median"]),
-                    textcoords="offset points", xytext=(22, 0), fontsize=8, va="center")
+    ax.set_xticks(range(1, len(names) + 1),
+                  labels=[f"{n}\n{results[n]['macs'] / 1e6:.1f} MMAC, {results[n]['size_bytes'] / 1e6:.2f} MB" for n in names])
+    for i, n in enumerate(names, 1):  # the median beside its box (boxes are 0.5 wide), clear of the whiskers
+        ax.annotate(f"median {results[n]['latency_ms']['median']:.2f} ms", (i + 0.3, results[n]["latency_ms"]["median"]),
+                    fontsize=8, va="center", ha="left")
     ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ticks = [t * 10.0 ** e for e in range(-2, 4) for t in (1, 2, 5) if lo <= t * 10.0 ** e <= hi]
+    ax.set_yticks(ticks, labels=[f"{t:g}" for t in ticks])  # plain numbers at 1-2-5 steps, not powers of ten
+    ax.set_yticks([], minor=True)
     ax.set_ylabel("batch-1 latency per face, ms (log)")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3, which="both")

@@ -44,7 +44,7 @@ from emod.training.build import load_dir, model_meta
 from emod.training.export import export_onnx, quantize_int8
 from emod.training.loop import class_weights, evaluate_logits, train_one_epoch
 from emod.training.prune import downstream_bns, hidden_importance, prune_hidden, recalibrate_bn
-from emod.training.sensitivity import allocate, block_sensitivity, hidden_widths
+from emod.training.sensitivity import allocate, block_sensitivity, hidden_widths, n_params
 
 RECALIBRATION_IMAGES = 4096  # training images that re-estimate BatchNorm statistics after pruning
 SENSITIVITY_IMAGES = 1024  # images that recalibrate, and others that score, each pruning option
@@ -156,11 +156,11 @@ def main(argv=None) -> int:
         return 2
     if args.tta is None:
         args.tta = meta.get("tta")  # serve quant as its teacher is served
-    prep = Preprocess(meta["input_size"], **{k: v for k, v in meta["emod_preprocess"].items()})
+    prep = Preprocess(meta["input_size"], **meta["emod_preprocess"])
     teacher = load_dir(args.model).eval()
     student = load_dir(args.model)
     x = torch.zeros(1, prep.channels, prep.input_size, prep.input_size)
-    params0 = sum(p.numel() for p in student.parameters())
+    params0 = n_params(student)
     macs0 = count_macs(student, x)
 
     data = fer2013.load(args.data, cache_dir=Path(".cache"), progress=not args.no_progress)
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     else:
         prune_all(student, prep.input_size, prep.channels, args.prune)
     macs1 = count_macs(student, x)
-    params1 = sum(p.numel() for p in student.parameters())
+    params1 = n_params(student)
     print(f"pruned the {args.scope} channels: MACs {macs0 / 1e6:.1f}M -> {macs1 / 1e6:.1f}M "
           f"({macs1 / macs0:.1%}), params {params0 / 1e6:.2f}M -> {params1 / 1e6:.2f}M", flush=True)
 
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
                                         f"pruned ({macs1 / macs0:.0%} of the MACs kept), distilled, int8 (ONNX Runtime QDQ, "
                                         f"{args.weight_type} weights; stem conv and classifier fp32)",
                             extra={"source_model": str(args.model), "macs": macs1, "params": params1,
-                                   "trained_on": meta.get("trained_on", "fer2013"),
+                                   "trained_on": meta["trained_on"],
                                    **({"tta": args.tta} if args.tta else {})})
     q = load(str(out), threads=2)
     q.tta_flip = False  # what quantization costs: the int8 model scored like the fp32 ones above, without mirror averaging

@@ -30,6 +30,7 @@ from emod.cli.argtypes import plain  # noqa: E402
 
 from emod.labels import LABELS  # noqa: E402
 from emod.models import registry  # noqa: E402
+from emod.training.build import model_meta  # noqa: E402
 
 FILES = ("config.json", "model.safetensors")
 
@@ -42,9 +43,7 @@ def package(src: Path, dst: Path, name: str, tta: str | None = None, description
     labels = [cfg.get("id2label", {}).get(str(i)) for i in range(len(LABELS))]
     if labels != list(LABELS) or cfg.get("num_labels", len(cfg.get("id2label", {}))) != len(LABELS):
         raise ValueError(f"{src / 'config.json'}: labels {labels} are not emod's {list(LABELS)}")
-    meta = json.loads((src / "preprocessor_config.json").read_text())
-    if "emod_preprocess" not in meta or "input_size" not in meta:
-        raise ValueError(f"{src / 'preprocessor_config.json'}: no emod_preprocess / input_size (not written by tools/train.py)")
+    meta = model_meta(src)  # its preprocessor_config.json: input size, normalisation, labels trained on
     from emod.models.mobilenet_v2 import MobileNetV2
 
     MobileNetV2.from_dir(src)  # the daemon's loader must accept it before anything is replaced
@@ -57,7 +56,7 @@ def package(src: Path, dst: Path, name: str, tta: str | None = None, description
     desc = description or (f"MobileNetV2 {float(width)!r}, {cfg.get('num_channels', 3)}-channel {meta['input_size']} px, fp32 "
                            "(trained with transformers, served with PyTorch)")
     manifest = registry.write_manifest(tmp, name, "hf-safetensors", meta["input_size"], meta["emod_preprocess"],
-                                       description=desc, extra={"trained_on": meta.get("trained_on", "fer2013"),
+                                       description=desc, extra={"trained_on": meta["trained_on"],
                                                                 **({"tta": tta} if tta else {})})
     old = dst.with_name(dst.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

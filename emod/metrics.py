@@ -74,6 +74,7 @@ def report_from_confusion(cm: np.ndarray, labels: Sequence[str]) -> dict:
         "macro_f1": float(f1.mean()) if k else 0.0,
         "macro_precision": float(precision.mean()) if k else 0.0,
         "macro_recall": float(recall.mean()) if k else 0.0,
+        "balanced_accuracy": float(recall.mean()) if k else 0.0,
         "n": n,
         "per_class": per_class,
     }

@@ -26,7 +26,7 @@ it is for development, and its metrics say ``limit``.
 
 Writes (optional) a JSON report and a confusion-matrix PNG (by default beside the
 JSON, ``<json stem>_confusion.png``). ``--write-manifest`` stores
-``{accuracy, macro_f1, n, split, labels}`` under ``metrics.<split>`` (``metrics.<split>_ferplus``
+``{accuracy, balanced_accuracy, recall (per class), macro_f1, n, split, labels}`` under ``metrics.<split>`` (``metrics.<split>_ferplus``
 with ``--labels ferplus``) of the model's
 ``manifest.json``, leaving every other key, and so every file hash, untouched.
 ``--agree-with OTHER`` also classifies the same images with model OTHER and reports
@@ -132,7 +132,8 @@ def predict(clf, images: np.ndarray, batch: int, progress: bool) -> np.ndarray:
 
 
 def format_table(report: dict, title: str) -> str:
-    lines = [title, f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   n {report['n']}", ""]
+    lines = [title, f"accuracy {report['accuracy']:.4f}   balanced accuracy (mean recall) {report['balanced_accuracy']:.4f}   "
+                    f"macro-F1 {report['macro_f1']:.4f}   n {report['n']}", ""]
     lines.append(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for label, c in report["per_class"].items():
         lines.append(f"{label:<10}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}{c['support']:>10d}")
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     }
     png = args.confusion or (args.json.with_name(args.json.stem + "_confusion.png") if args.json else None)
     if png is not None:
-        plot_confusion(cm, LABELS, png, title=f"{title}\nacc {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
+        plot_confusion(cm, LABELS, png, title=f"{title}\nacc {report['accuracy']:.3f}, balanced acc {report['balanced_accuracy']:.3f}")
         result["confusion_png"] = str(png)
         say(f"confusion matrix: {png}")
     if args.json is not None:
@@ -241,7 +242,10 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         say(f"report: {args.json}")
     if args.write_manifest:
-        entry = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"], "split": args.split,
+        entry = {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"],
+                 "recall": {k: round(c["recall"], 4) for k, c in report["per_class"].items()},
+                 "support": {k: c["support"] for k, c in report["per_class"].items()},
+                 "macro_f1": report["macro_f1"], "n": report["n"], "split": args.split,
                  "labels": args.labels, **({"cross_entropy": extra["cross_entropy"]} if extra else {})}
         if args.limit:
             entry["limit"] = args.limit

@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from emod.datasets import fer2013, ferplus
 from emod.labels import LABELS
 from emod.models.preprocess import Preprocess
+from emod.metrics import classification_report
+from emod.training import balance
 from emod.training.build import build, load_teachers
 from emod.training.loop import class_weights, ema_update_fn, evaluate_logits, train_one_epoch
 
@@ -77,6 +79,16 @@ def parse_args(argv=None):
                    help="distil from this model directory (repeat for an ensemble: their probabilities averaged)")
     p.add_argument("--kd-alpha", type=float, default=0.5, help="with --teacher: weight of the distillation term (default 0.5)")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="with --teacher: softmax temperature (default 2)")
+    p.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
+                   help="train on logits + TAU * log(class prior) (logit-adjusted loss; TAU 1 = balanced softmax); the model "
+                        "serves the plain logits, so it learns the classes, not their prior (0: off)")
+    p.add_argument("--sampler-power", type=float, default=0.0, metavar="P",
+                   help="class-aware sampling: draw each epoch's images with weight (1 / count of their class) ** P "
+                        "(1: every class equally often; 0: a plain shuffle)")
+    p.add_argument("--select", choices=("accuracy", "balanced"), default="accuracy",
+                   help="epoch selection on PublicTest: best accuracy, or best balanced accuracy (mean per-class recall) "
+                        "among the epochs within --select-within of the best accuracy (default: accuracy)")
+    p.add_argument("--select-within", type=float, default=0.01, help="with --select balanced: accuracy margin (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
@@ -141,14 +153,23 @@ class Targets:
             return torch.from_numpy(labels)
         return torch.from_numpy(ferplus.soft_targets(self.votes[sel], labels, self.fer2013_votes))
 
-    def score(self, logits: np.ndarray, sel: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """(loss, accuracy) of logits for the selected images under this label set."""
+    def score(self, logits: np.ndarray, sel: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+        """(loss, accuracy, balanced accuracy) of logits for the selected images under this label set."""
         lt = torch.from_numpy(logits)
+        pred = logits.argmax(1)
         if self.votes is None:
-            return float(F.cross_entropy(lt, torch.from_numpy(labels))), float((logits.argmax(1) == labels).mean())
+            bal = classification_report(labels, pred, LABELS)["balanced_accuracy"]
+            return float(F.cross_entropy(lt, torch.from_numpy(labels))), float((pred == labels).mean()), bal
         v = self.votes[sel]
         probs = torch.softmax(lt, 1).numpy()
-        return ferplus.cross_entropy(probs, v), ferplus.accuracy(logits.argmax(1), v)[0]
+        truth = ferplus.majority_label(v)
+        keep = truth >= 0
+        bal = classification_report(truth[keep], pred[keep], LABELS)["balanced_accuracy"]
+        return ferplus.cross_entropy(probs, v), ferplus.accuracy(pred, v)[0], bal
+
+    def class_labels(self, sel: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(N,) the class of each selected training image: its label, or its FER+ majority label."""
+        return labels if self.votes is None else ferplus.majority_label(self.votes[sel])
 
 
 def main(argv=None) -> int:
@@ -221,6 +242,10 @@ def main(argv=None) -> int:
     class_w = class_weights(train.labels if targets.votes is None else ferplus.majority_label(targets.votes[train_rows]),
                             args.class_weight_power)
 
+    prior = balance.class_prior(yt.numpy())
+    logit_bias = torch.tensor(args.logit_adjust * np.log(prior), dtype=torch.float32) if args.logit_adjust else None
+    sample_p = balance.sample_weights(targets.class_labels(train_rows, train.labels), args.sampler_power) if args.sampler_power else None
+    print("class prior of the training targets: " + ", ".join(f"{l} {p:.3f}" for l, p in zip(LABELS, prior)), flush=True)
     steps_per_epoch = math.ceil(len(xt) / args.batch_size)
     total = steps_per_epoch * args.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -265,13 +290,19 @@ def main(argv=None) -> int:
         train_loss, train_acc = train_one_epoch(model, xt, yt, prep, opt, sched, gen, device, args.batch_size, class_w,
                                                 args.label_smoothing, scaler, ema=ema, desc=f"epoch {epoch + 1}/{args.epochs}",
                                                 progress=not args.no_progress, mixup=args.mixup, teacher=teacher,
-                                                kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha)
+                                                kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha,
+                                                logit_bias=logit_bias, sample_p=sample_p)
         lp = evaluate_logits(served, xp, prep, device)
-        pub_loss, pub_acc = targets.score(lp, public_rows, public.labels)
+        pub_loss, pub_acc, pub_bal = targets.score(lp, public_rows, public.labels)
         h = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "public_loss": pub_loss,
-             "public_acc": pub_acc, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
+             "public_acc": pub_acc, "public_balanced_acc": pub_bal, "lr": sched.get_last_lr()[0],
+             "seconds": round(time.time() - t0, 1)}
         history.append(h)
-        improved = pub_acc > best
+        if args.select == "balanced":  # every epoch kept; the rule is applied once the run is over
+            save_model_dir(served, prep, out / "epochs" / f"{epoch + 1:03d}", args.labels)
+            improved = balance.select_balanced(history, args.select_within) == len(history) - 1
+        else:
+            improved = pub_acc > best
         if improved:
             best = pub_acc
             save_model_dir(served, prep, out / "model", args.labels)
@@ -299,9 +330,21 @@ def main(argv=None) -> int:
             last_plot = time.time()
         epoch += 1
 
+    selected = None
+    if args.select == "balanced" and history:  # the rule over the whole run (an earlier epoch may win once all are in)
+        i = balance.select_balanced(history, args.select_within)
+        selected = history[i]["epoch"]
+        import shutil
+
+        shutil.rmtree(out / "model", ignore_errors=True)
+        shutil.copytree(out / "epochs" / f"{selected:03d}", out / "model")
+        best = history[i]["public_acc"]
+        print(f"selected epoch {selected} by the balanced rule: PublicTest accuracy {best:.4f}, balanced accuracy "
+              f"{history[i]['public_balanced_acc']:.4f} (best accuracy {max(h['public_acc'] for h in history):.4f}, "
+              f"within {args.select_within:g})", flush=True)
     # the last weights compete with the selected ones on PublicTest (e.g. after --resume of a finished run)
     last_acc = targets.score(evaluate_logits(served, xp, prep, device), public_rows, public.labels)[1]
-    if last_acc > best:
+    if selected is None and last_acc > best:
         print(f"last epoch's weights beat the selected ones on PublicTest: {last_acc:.4f} > {best:.4f}", flush=True)
         best = last_acc
         save_model_dir(served, prep, out / "model", args.labels)
@@ -310,6 +353,8 @@ def main(argv=None) -> int:
         "labels": list(LABELS), "input_size": args.input_size, "width": args.width, "args": {k: str(v) for k, v in vars(args).items()},
         "data_cleaning": report.as_dict(), "n_train": len(train), "best_public_acc": best,
         "label_set": args.labels, "n_private": len(private), "history": history,
+        "class_prior": dict(zip(LABELS, prior.round(5).tolist())), "select": args.select,
+        **({"selected_epoch": selected} if selected is not None else {}),
     }
     if len(private) == 0:  # e.g. a copy of the data made to train elsewhere: the report is made where PrivateTest is
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -325,9 +370,12 @@ def main(argv=None) -> int:
     xq = np.stack([prep.resize(im) for im in private.images])
     lq = evaluate_logits(final, xq, prep, device)
     metrics["private_acc_fer2013"] = float((lq.argmax(1) == private.labels).mean())
+    metrics["private_balanced_acc_fer2013"] = classification_report(private.labels, lq.argmax(1), LABELS)["balanced_accuracy"]
     if targets.votes is not None or (data_root / ferplus.VOTES_FILE).is_file():
         pv = (targets.votes if targets.votes is not None else ferplus.load(data_root, data.names).votes)[rows(private)]
         metrics["private_acc_ferplus"], metrics["n_private_ferplus"] = ferplus.accuracy(lq.argmax(1), pv)
+        tq = ferplus.majority_label(pv)
+        metrics["private_balanced_acc_ferplus"] = classification_report(tq[tq >= 0], lq.argmax(1)[tq >= 0], LABELS)["balanced_accuracy"]
     metrics["private_acc"] = metrics["private_acc_ferplus" if args.labels == "ferplus" else "private_acc_fer2013"]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"PublicTest best {best:.4f} ({args.labels}); PrivateTest {args.labels} {metrics['private_acc']:.4f}; "

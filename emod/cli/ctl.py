@@ -26,11 +26,13 @@ def _pct(x) -> str:
 
 
 def _print_models(models: list[dict]) -> None:
-    """One line per model: PrivateTest accuracy against the FER+ votes and the FER2013 labels."""
+    """One line per model: PrivateTest accuracy / balanced accuracy (mean per-class recall) against the FER+ votes
+    and the FER2013 labels."""
     for m in models:
         mark = "*" if m["active"] else " "
-        print(f"{mark} {m['name']:<12} {m['format']:<15} {m['input_size']:>4}px  FER+ {_pct(m.get('accuracy_ferplus')):<6} "
-              f"FER2013 {_pct(m.get('accuracy')):<6} {m['description']}")
+        print(f"{mark} {m['name']:<12} {m['format']:<15} {m['input_size']:>4}px  "
+              f"FER+ {_pct(m.get('accuracy_ferplus'))} / {_pct(m.get('balanced_accuracy_ferplus'))} bal  "
+              f"FER2013 {_pct(m.get('accuracy'))} / {_pct(m.get('balanced_accuracy'))} bal  {m['description']}")
 
 
 def _print_status(s: dict) -> None:

@@ -54,6 +54,8 @@ def _models(launcher, args, rid, identity):
                     "description": m.get("description", ""), "trained_on": m.get("trained_on", "fer2013"),
                     "accuracy": (metrics.get("private") or {}).get("accuracy"),
                     "accuracy_ferplus": (metrics.get("private_ferplus") or {}).get("accuracy"),
+                    "balanced_accuracy": (metrics.get("private") or {}).get("balanced_accuracy"),
+                    "balanced_accuracy_ferplus": (metrics.get("private_ferplus") or {}).get("balanced_accuracy"),
                     "path": str(info.path)})
     return out
 

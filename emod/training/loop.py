@@ -75,7 +75,8 @@ def mixup_batch(x: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[to
 def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, opt, sched, gen: torch.Generator,
                     device, batch_size: int, class_w: torch.Tensor, label_smoothing: float, scaler, ema=None,
                     teacher=None, kd_temperature: float = 4.0, kd_alpha: float = 0.5, desc: str = "", progress: bool = True,
-                    freeze_bn: bool = False, mixup: float = 0.0):
+                    freeze_bn: bool = False, mixup: float = 0.0, logit_bias: torch.Tensor | None = None,
+                    sample_p: np.ndarray | None = None):
     """One pass over the training set; returns (mean loss, accuracy on augmented batches).
 
     ``yt`` is (N,) int64 class indices, or (N, 7) float soft targets (e.g. FER+ vote
@@ -85,6 +86,9 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
     BatchNorm's running statistics as they are (the layers normalise with them while training).
     ``mixup`` > 0 trains on :func:`mixup_batch` pairs (its Beta alpha). ``ema`` (a
     ``torch.optim.swa_utils.AveragedModel``) is updated after every step.
+    ``logit_bias`` (7,) is added to the logits in the cross-entropy terms only (logit adjustment, see
+    :mod:`emod.training.balance`); accuracy and distillation use the plain logits. ``sample_p`` (N,) draws the
+    epoch's N images with replacement with these probabilities (class-aware sampling) instead of a permutation.
     """
     model.train()
     if freeze_bn:
@@ -92,7 +96,11 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
     steps = (len(xt) + batch_size - 1) // batch_size
-    perm = torch.randperm(len(xt), generator=gen)
+    if sample_p is None:
+        perm = torch.randperm(len(xt), generator=gen)
+    else:
+        perm = torch.multinomial(torch.as_tensor(sample_p, dtype=torch.float64), len(xt), replacement=True, generator=gen)
+    lb = None if logit_bias is None else logit_bias.to(device)
     tot_loss = tot_ok = seen = 0
     class_w = class_w.to(device)
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
@@ -107,9 +115,10 @@ def train_one_epoch(model, xt: np.ndarray, yt: torch.Tensor, prep: Preprocess, o
             partner = partner.to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(pixel_values=xb).logits.float()
-            loss = F.cross_entropy(logits, yb, weight=class_w, label_smoothing=label_smoothing)
+            z = logits if lb is None else logits + lb
+            loss = F.cross_entropy(z, yb, weight=class_w, label_smoothing=label_smoothing)
             if partner is not None:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, yb[partner], weight=class_w,
+                loss = lam * loss + (1 - lam) * F.cross_entropy(z, yb[partner], weight=class_w,
                                                                  label_smoothing=label_smoothing)
             if teacher is not None:
                 with torch.no_grad():

@@ -8,7 +8,7 @@ import pytest
 from emod.labels import LABELS
 from emod.models import registry
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports"
 
 
 @pytest.mark.parametrize("name", ["full", "quant"])

@@ -140,7 +140,7 @@ FIGURES = [
     '| multiply-accumulates per image | {bench:1e-6*models.full.macs:.1f} M | {bench:1e-6*models.quant.macs:.1f} M ({bench:100*ratios.quant/full.macs:.1f} %) |',
     '| batch-1 latency here, face in -> probabilities out (median / p90) | {bench:models.full.latency_ms.median:.1f} / {bench:models.full.latency_ms.p90:.1f} ms | {bench:models.quant.latency_ms.median:.2f} / {bench:models.quant.latency_ms.p90:.2f} ms (x{bench:ratios.quant/full.latency_median:.2f}) |',
     '| **FER+ PrivateTest accuracy** (majority vote, n = {eval-full-ferplus:n:,d}) | **{eval-full-ferplus:100*accuracy:.1f} %** | **{eval-quant-ferplus:100*accuracy:.1f} %** |',
-    '| FER+ PrivateTest accuracy on Barsoum et al.\'s test subset (clear majority, n = {eval-full-ferplus:n_clear_majority:,d}; see "Why FER+") | '
+    '| FER+ PrivateTest accuracy on Barsoum et al.\'s test subset (clear majority, n = {eval-full-ferplus:n_clear_majority:,d}; see [Why FER+](#why-fer)) | '
     '{eval-full-ferplus:100*accuracy_clear_majority:.1f} % | {eval-quant-ferplus:100*accuracy_clear_majority:.1f} % |',
     '| FER+ cross-entropy against the vote distribution | {eval-full-ferplus:cross_entropy:.3f} | {eval-quant-ferplus:cross_entropy:.3f} |',
     '| FER+ PrivateTest macro-F1 | {eval-full-ferplus:macro_f1:.3f} | {eval-quant-ferplus:macro_f1:.3f} |',
@@ -235,6 +235,7 @@ NOT_MEASURED = [
     "127.0.0.1:8000",  # make docs-serve's port (Makefile)
     "on 127.0.0.1 while you edit",  # the loopback address
     "no release since 2024-08",  # a date (PyPI's release history of mkdocs)
+    "the end of its life in May 2027",  # a date (the notice mkdocs-material 9.8 prints in every build)
     "the last 10 minutes",  # the example argument `--history 10`
     "exit 78 on error",  # exit statuses: emod.config.EXIT_CONFIG and emod.protocol.EXIT_CODES
     "exit non-zero: 2",

@@ -1,4 +1,4 @@
-"""Measure the running daemon the way the README's "Measured here" table describes it; write docs/daemon.json.
+"""Measure the running daemon the way the README's "Measured here" table describes it; write docs/reports/daemon.json.
 
     python tools/measure.py --json docs/daemon.json            # quant and full, 40 s each, the README's clip
     python tools/measure.py --models quant --seconds 20 --source demo
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="emod run --config FILE (default: none, the built-in defaults)")
     p.add_argument("--seconds", type=float, default=40.0, help="measurement window per model (default 40)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds served before the window opens (default 5)")
-    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/daemon.json)")
+    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/reports/daemon.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0:
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return status
 
 

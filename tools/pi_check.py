@@ -381,7 +381,7 @@ def verdict(r: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--releases", nargs="+", default=list(RELEASES), choices=RELEASES)
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="write the results here (make pi-check: docs/reports/pi_check.json)")
     p.add_argument("--cache", default=os.environ.get("EMOD_PI_CACHE", "/var/cache/emod-pi"), help="where the roots are kept")
     p.add_argument("--no-full", action="store_true", help="skip torch and `full` (full_ok is then null)")
     p.add_argument("--update", action="store_true", help="keep the other releases already in --json (one release at a time)")
@@ -427,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
     print(text)
+    if args.json:
+        print(f"wrote {args.json}", file=sys.stderr)  # stdout stays the report
     return 1 if any(report["releases"][r]["failed"] for r in args.releases) else 0
 
 

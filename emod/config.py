@@ -243,7 +243,7 @@ OTHER_ENV = {
     "EMOD_FER2013": "the FER2013 data set, for tools and tests",
     "EMOD_PARENT_PID": "set by the launcher for its stages",
     "EMOD_UNDER_SERVICE": "set by the launcher for its stages under systemd (emod.protocol.SERVICE_ENV)",
-    "EMOD_VIEWER_SCREENSHOT": "where tests/test_web.py copies its screenshot (docs/viewer.png)",
+    "EMOD_VIEWER_SCREENSHOT": "where tests/test_web.py copies its screenshot (docs/reports/viewer.png)",
 }
 
 

@@ -221,7 +221,7 @@ def summarize(windows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tools/bench_outputs.py", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the README's clip)")
+    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the clip of docs/measurements.md)")
     p.add_argument("--model", default="quant", help="model to serve (default quant)")
     p.add_argument("--pairs", type=int, default=8, help="pairs of off + on windows (default 8)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of one window (default 10)")

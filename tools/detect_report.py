@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Face detectors on the shared real media, through ``emod analyze --json``: the README's "Face detectors" figures.
+"""Face detectors on the shared real media, through ``emod analyze --json``: the figures of docs/detectors.md.
 
     python tools/detect_report.py [--detectors yunet haar] [--config FILE] [--media ../shared/media]
                                   [--model quant] [--json docs/reports/detect-media.json] [--annotate DIR]

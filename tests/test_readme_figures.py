@@ -239,6 +239,7 @@ NOT_MEASURED = [
     "the last 10 minutes",  # the example argument `--history 10`
     "exit 78 on error",  # exit statuses: emod.config.EXIT_CONFIG and emod.protocol.EXIT_CODES
     "exit non-zero: 2",
+    "exits 0 when healthy, 5 when not, 3 when emod is not reachable",  # exit statuses (emod-ctl status)
     "3 when emod is not reachable, 78 for a bad config",
     "Exit status 78 (bad config)",
     "exits 78 on error",

@@ -4,7 +4,7 @@ Precedence: command line > environment (``EMOD_<SECTION>_<KEY>``) > file > defau
 Unknown sections or keys and wrongly typed values are rejected by name
 (:class:`ConfigError`); ``emod validate FILE`` exits 78 on error.
 Every option is documented here, in the ``help`` metadata, and nowhere else:
-:func:`reference` renders it for the README.
+:func:`reference` renders it for docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -57,23 +57,23 @@ class Capture:
 class Infer:
     model: str = opt("quant", "Model name from the registry (emod-ctl models); a persisted set-model choice overrides it.")
     detector: str = opt("yunet", "Face detector: yunet (bundled with emod; colour, landmarks) or haar (OpenCV's frontal-face "
-                        "cascade; see README: Face detectors).", ("yunet", "haar"))
+                        "cascade; see docs/detectors.md).", ("yunet", "haar"))
     yunet_model: str = opt("", "YuNet 2023mar ONNX file for the yunet detector; empty: the bundled, SHA-256-checked "
                            "face_detection_yunet_2023mar_anysize.onnx.")
-    yunet_score: float = opt(0.6, "YuNet: smallest face score kept (0..1; lower finds more faces and more false ones, see README: Face detectors).")
+    yunet_score: float = opt(0.6, "YuNet: smallest face score kept (0..1; lower finds more faces and more false ones, see docs/detectors.md).")
     detect_width: int = opt(320, "Face detection sees each frame shrunk by the largest whole factor that keeps it at least this wide (1280 -> 320, 1000 -> 333).")
     min_face: float = opt(0.08, "Smallest face to detect, as a fraction of the frame height.")
     haar_scale: float = opt(1.1, "Haar: scale step between detection window sizes (larger is faster, finds fewer faces).")
     haar_cascades: str = opt("default", "Haar: OpenCV frontal-face cascades to run, comma-separated (default, alt, alt2, alt_tree); "
-                             "each adds the faces the previous ones missed, at the cost of another pass (see README).")
+                             "each adds the faces the previous ones missed, at the cost of another pass (see docs/detectors.md).")
     haar_neighbors: int = opt(1, "Haar: overlapping detections needed to accept a face (larger: fewer false faces, fewer faces).")
     haar_min_score: float = opt(0.0, "Haar: a face's cascade confidence (final-stage weight, may be negative) must exceed "
-                                "this; with haar_neighbors = 1 it drops the weakest lone windows (-100: no floor; see README: "
-                                "Face detectors).", signed=True)
+                                "this; with haar_neighbors = 1 it drops the weakest lone windows (-100: no floor; see "
+                                "docs/detectors.md).", signed=True)
     max_faces: int = opt(8, "Classify at most this many faces per frame (largest first).")
     margin: float = opt(0.0, "Crop margin around a detected face box, as a fraction of its size (0 measured best on the FER clip); "
                         "for faces without landmarks (haar) or with align off.")
-    align: bool = opt(False, "Crop faces with landmarks (yunet) upright, eyes level, framed as FER2013 frames its faces (see README: Face detectors).")
+    align: bool = opt(False, "Crop faces with landmarks (yunet) upright, eyes level, framed as FER2013 frames its faces (see docs/detectors.md).")
     align_scale: float = opt(0.9, "Aligned crop side relative to FER2013's framing (larger: more of the head).")
     align_eye_y: float = opt(0.34, "Height of the eye line in the aligned crop, as a fraction of its side (FER2013's median: 0.382).")
     threads: int = opt(1, "Threads of the classifier runtime.")
@@ -133,7 +133,7 @@ class Remote:
 @dataclass
 class Mqtt:
     enabled: bool = opt(False, "Publish emotions to an MQTT broker from an mqtt stage (availability, dominant emotion, face count, "
-                        "track events, Home Assistant discovery; see README: Getting emotions out).")
+                        "track events, Home Assistant discovery; see docs/outputs.md).")
     host: str = opt("localhost", "MQTT broker host.")
     port: int = opt(1883, "MQTT broker port (8883 is usual with tls).")
     username: str = opt("", "Username at the broker; empty: anonymous.")
@@ -243,7 +243,7 @@ OTHER_ENV = {
     "EMOD_FER2013": "the FER2013 data set, for tools and tests",
     "EMOD_PARENT_PID": "set by the launcher for its stages",
     "EMOD_UNDER_SERVICE": "set by the launcher for its stages under systemd (emod.protocol.SERVICE_ENV)",
-    "EMOD_VIEWER_SCREENSHOT": "where tests/test_web.py copies its screenshot (docs/viewer.png)",
+    "EMOD_VIEWER_SCREENSHOT": "where tests/test_web.py copies its screenshot (docs/reports/viewer.png)",
 }
 
 
@@ -383,7 +383,7 @@ def from_json(text: str) -> Config:
 
 
 def reference() -> str:
-    """Every option, its default and its help, as Markdown (the README's configuration table)."""
+    """Every option, its default and its help, as Markdown (the table of docs/configuration.md)."""
     lines = ["| option | default | meaning |", "|---|---|---|"]
     cfg = Config()
     for sname in SECTIONS:
@@ -405,5 +405,5 @@ def default_toml() -> str:
     return "\n".join(out)
 
 
-if __name__ == "__main__":  # python -m emod.config: the README's option table
+if __name__ == "__main__":  # python -m emod.config: the option table of docs/configuration.md
     print(reference())

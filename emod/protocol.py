@@ -74,7 +74,7 @@ OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables th
 # which it strips from them: a stage then knows it is part of a service (no demo-clip fallback).
 SERVICE_ENV = "EMOD_UNDER_SERVICE"
 
-# Exit statuses of every emod command: the one table (README "Exit codes" is generated from it).
+# Exit statuses of every emod command: the one table (docs/usage.md "Exit codes" is generated from it).
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -98,7 +98,7 @@ EXIT_TABLE: tuple[tuple[int, str], ...] = (
 
 
 def exit_table_markdown() -> str:
-    """The README's exit-code table, from :data:`EXIT_TABLE`."""
+    """The exit-code table of docs/usage.md, from :data:`EXIT_TABLE`."""
     return "\n".join(["| exit | meaning |", "|---|---|", *(f"| {code} | {text} |" for code, text in EXIT_TABLE)])
 
 
@@ -303,7 +303,7 @@ def reply_error(id: str, code: str, message: str) -> dict:
     return {"id": id, "ok": False, "error": {"code": code, "message": message}}
 
 
-if __name__ == "__main__":  # python -m emod.protocol: the README's exit-code table
+if __name__ == "__main__":  # python -m emod.protocol: the exit-code table of docs/usage.md
     try:
         print(exit_table_markdown(), flush=True)
     except BrokenPipeError:

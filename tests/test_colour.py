@@ -72,7 +72,7 @@ def test_the_pipeline_detects_on_colour(photo, tmp_path):
     from emod.cli.analyze import build_pipeline
 
     cfg = config.Config()
-    cfg.infer.yunet_score = 0.7  # at 640 px a raised hand in this photo scores 0.64 (README: Face detectors)
+    cfg.infer.yunet_score = 0.7  # at 640 px a raised hand in this photo scores 0.64 (docs/detectors.md)
     pipe = build_pipeline(cfg, "quant")
     detector = from_config(cfg.infer)
     for name, frame in _frames(photo, tmp_path).items():

@@ -37,7 +37,7 @@ def demo_daemon(short_tmp, tiny_models):
 
 def test_every_ctl_command_and_plain_stats(demo_daemon, tiny_models):
     """--source demo plays the bundled clip; models, status, reload (good and bad file), plain emod-stats and quit
-    each do what the README says, with exit 0, or 2 for a bad file."""
+    each do what docs/usage.md says, with exit 0, or 2 for a bad file."""
     d = demo_daemon
     s = wait_for(lambda: (lambda x: x if x and x["latency_ms"]["p50"] is not None else None)(d.stats()), 30, what="latency")
     assert s["source"]["name"] == str(DEMO) and s["source"]["error"] is None

@@ -162,5 +162,5 @@ def test_emod_stats_shows_the_last_minute_of_emotions():
             "power": None, "energy_per_inference_j": {}, "rejected": {"total": 0}, "total_rss_mb": 1, "stages": {},
             "emotions": {"faces": 2, "last_minute": {"face_s": {"happy": 30.0, "neutral": 10.0}, "tracks": 3}}}
     assert "emotions, last minute: happy 75%, neutral 25% (40 face-s, 3 tracks)   faces now 2" in render(snap)
-    # the per-frame time says what it covers (the README's bench times the classifier alone, per face)
+    # the per-frame time says what it covers (docs/models.md's bench times the classifier alone, per face)
     assert "detect+classify per frame (quant) p50 1 ms  p95 2 ms" in render(snap)

@@ -1,4 +1,4 @@
-"""Every emod command exits by the one table in emod/protocol.py, and the README shows that table (issue 14, kind 10)."""
+"""Every emod command exits by the one table in emod/protocol.py, and the docs show that table (issue 14, kind 10)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def run(*argv, env=None, timeout=60) -> subprocess.CompletedProcess:
 
 
 def test_the_readme_table_is_the_protocol_table() -> None:
-    """README's exit-code table is exactly the one emod.protocol generates, and it lists each code once."""
-    readme = (REPO / "README.md").read_text()
+    """The exit-code table of docs/usage.md is exactly the one emod.protocol generates, and it lists each code once."""
+    readme = (REPO / "docs" / "usage.md").read_text()
     assert protocol.exit_table_markdown() in readme
     codes = [c for c, _ in protocol.EXIT_TABLE]
     assert len(codes) == len(set(codes)) and codes == sorted(codes)

@@ -1,4 +1,4 @@
-"""tools/measure.py: the daemon scenario behind the README's "Measured here" table, end to end on the demo clip."""
+"""tools/measure.py: the daemon scenario behind docs/measurements.md's daemon table, end to end on the demo clip."""
 
 from __future__ import annotations
 

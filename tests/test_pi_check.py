@@ -1,4 +1,4 @@
-"""make pi-check runs the README's Pi install block word for word (less sudo and Raspberry-Pi-only packages); each release has its constraints."""
+"""make pi-check runs the install page's Pi install block word for word (less sudo and Raspberry-Pi-only packages); each release has its constraints."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pi_check  # noqa: E402
 
 
 def test_pi_check_runs_the_readme_block() -> None:
-    """The chroot script is the README's Pi install block with only sudo, python3-picamera2 and the clone URL rewritten."""
-    readme = (REPO / "README.md").read_text()
+    """The chroot script is docs/install.md's Pi install block with only sudo, python3-picamera2 and the clone URL rewritten."""
+    readme = (REPO / "docs" / "install.md").read_text()
     block = readme.split(pi_check.README_MARK, 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     commands = pi_check.readme_commands()
     assert commands and all(c in block for c in commands)
@@ -25,6 +25,16 @@ def test_pi_check_runs_the_readme_block() -> None:
         expected = re.sub(r"(^|&& )sudo ", r"\1", readme_line).replace(" python3-picamera2", "")
         assert run_line == expected.replace("<this repository>", pi_check.SRC)
         assert "sudo" not in run_line and "picamera2" not in run_line
+
+
+def test_the_readme_gives_the_same_install() -> None:
+    """README.md's Pi install in brief starts with the install page's block, line for line (one install, shown twice)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Install on a Raspberry Pi 5", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+    page = [ln.strip() for ln in (REPO / "docs" / "install.md").read_text().split(pi_check.README_MARK, 1)[1]
+            .split("```sh\n", 1)[1].split("```", 1)[0].splitlines() if ln.strip()]
+    assert page and lines[:len(page)] == page
 
 
 def test_every_release_has_a_constraints_file() -> None:

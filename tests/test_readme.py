@@ -1,20 +1,30 @@
-"""The README stays true to the code it documents."""
+"""The README and the documentation pages in docs/ stay true to the code they document."""
 
 from pathlib import Path
 
 from emod import config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+PAGES = [README, *sorted((README.parent / "docs").rglob("*.md"))]  # README.md and every page of the site
+CONFIG_PAGE = README.parent / "docs" / "configuration.md"
 
 
 def test_config_table_matches_the_config_models():
-    """The README's option table is exactly what the config dataclasses generate."""
-    assert config.reference() in README.read_text()
+    """The configuration page's option table is exactly what the config dataclasses generate."""
+    assert config.reference() in CONFIG_PAGE.read_text()
+
+
+def test_the_site_has_its_pages():
+    """The site holds at least 8 pages besides the home page, each with one title."""
+    assert len(PAGES) - 1 >= 9, [p.name for p in PAGES]
+    for page in PAGES:
+        assert page.read_text().startswith("# "), f"{page.name} does not start with its title"
 
 
 def test_quick_start_commands_exist():
-    """The Quick start's two commands are Makefile targets."""
+    """The Quick start's two commands are Makefile targets, and come first in the README."""
     text = README.read_text()
+    assert text.index("make run") < text.index("```sh\nsudo"), "the Quick start is not the README's first set of commands"
     make = (README.parent / "Makefile").read_text()
     assert "make run" in text and "make test" in text
     assert "\nrun:" in make and "\ntest:" in make
@@ -33,9 +43,9 @@ NOT_OURS = {"sudo", "make", "git", "apt", "curl", "echo", "sha256sum", "systemct
 
 
 def readme_commands() -> list[list[str]]:
-    """Every emod command line of the README as argv (program first): shell-block lines and inline code spans
-    that start with an emod CLI or a tools/ script, with prefixes (sudo, .venv/bin/, python) dropped."""
-    text = README.read_text()
+    """Every emod command line of the README and the docs pages as argv (program first): shell-block lines and
+    inline code spans that start with an emod CLI or a tools/ script, with prefixes (sudo, .venv/bin/, python) dropped."""
+    text = "\n\n".join(page.read_text() for page in PAGES)
     lines = []
     for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S):
         if lang in ("sh", "bash"):
@@ -67,9 +77,9 @@ def _help_target(argv: list[str]) -> tuple[str, ...]:
 
 
 def test_every_readme_command_line_parses():
-    """Each emod command in the README names a real program, subcommand and options: a renamed flag fails here."""
+    """Each emod command in the README and the docs names a real program, subcommand and options: a renamed flag fails here."""
     cmds = readme_commands()
-    assert len(cmds) >= 25, f"only {len(cmds)} README commands found: the extraction broke"
+    assert len(cmds) >= 25, f"only {len(cmds)} commands found in the README and docs: the extraction broke"
     needs: dict[tuple[str, ...], set[str]] = {}
     for argv in cmds:
         target = _help_target(argv)
@@ -90,12 +100,12 @@ def test_every_readme_command_line_parses():
             continue
         for word in sorted(needs[target]):
             if not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", out):
-                bad.append(f"{' '.join(target)}: the README uses {word}, which --help does not list")
+                bad.append(f"{' '.join(target)}: the docs use {word}, which --help does not list")
     assert not bad, "\n".join(bad)
 
 
 def test_python_m_emod_config_prints_the_table():
-    """`python -m emod.config`, which the README names as the table's generator, prints exactly that table."""
+    """`python -m emod.config`, which the configuration page names as the table's generator, prints exactly that table."""
     r = subprocess.run([sys.executable, "-m", "emod.config"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() in README.read_text() and r.stdout.count("\n") > 40
+    assert r.stdout.strip() in CONFIG_PAGE.read_text() and r.stdout.count("\n") > 40

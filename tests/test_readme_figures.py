@@ -1,32 +1,32 @@
-"""Every figure in README.md comes from a JSON report in docs/, written by a command the README names.
+"""Every figure in README.md and the docs pages comes from a JSON report in docs/reports/, written by a command a page names.
 
 How to register a figure (README edits that add, change or remove a number need this):
 
-1. Write the measurement to ``docs/NAME.json`` with a tool, and name the command in the README
-   (e.g. "``tools/measure.py --json docs/daemon.json``"). Add ``"NAME.json": "the command"`` to
-   :data:`WRITERS`: the test checks that the README names both.
-2. Add the README text around the figure to :data:`FIGURES`, with each number replaced by a
+1. Write the measurement to ``docs/reports/NAME.json`` with a tool, and name the command on a page
+   (e.g. "``tools/measure.py --json docs/reports/daemon.json``"). Add ``"NAME.json": "the command"`` to
+   :data:`WRITERS`: the test checks that the pages name both.
+2. Add the page's text around the figure to :data:`FIGURES`, with each number replaced by a
    placeholder ``{SOURCE:PATH:FORMAT}``:
 
-   - ``SOURCE`` is a docs file's stem (``daemon`` for ``docs/daemon.json``), or ``config`` for a
+   - ``SOURCE`` is a report's stem (``daemon`` for ``docs/reports/daemon.json``), or ``config`` for a
      default of :class:`emod.config.Config` (``{config:infer.detect_width:d}``);
    - ``PATH`` is a dotted key path (list indices as numbers; keys may hold ``/``), optionally
      scaled: ``100*accuracy`` for a percentage, ``1e-6*models.full.size_bytes`` for MB;
-   - ``FORMAT`` is a Python format spec that gives the README's rounding (``.1f``, ``,d``, ``.2f``).
+   - ``FORMAT`` is a Python format spec that gives the page's rounding (``.1f``, ``,d``, ``.2f``).
 
-   The rendered text must appear in the README (whitespace runs count as one space), so the
-   README's number must be the report's value rounded as the README shows it.
+   The rendered text must appear in one page (whitespace runs count as one space), so the
+   page's number must be the report's value rounded as the page shows it.
 3. A number that is not a measurement (a version, a port, an exit status, a name such as
-   "Pi 5") goes into :data:`NOT_MEASURED` as the shortest README phrase that holds it, with the
+   "Pi 5") goes into :data:`NOT_MEASURED` as the shortest phrase that holds it, with the
    reason in a comment.
 
-Everything else that looks like a number in the README prose, its tables and the comments of
+Everything else that looks like a number in any page's prose, its tables and the comments of
 its shell blocks fails :func:`test_every_number_in_the_readme_is_registered`. Inline code,
 commands, link targets and the tables generated from the code (:data:`GENERATED_TABLES`, each
 checked by its own test) are not figures and are left out.
 
 ``python tests/test_readme_figures.py`` prints the text each registered figure expects, to paste
-into the README after a re-measurement.
+into the pages after a re-measurement.
 """
 
 from __future__ import annotations
@@ -41,20 +41,21 @@ from emod import config
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-DOCS = REPO / "docs"
+DOCS = REPO / "docs" / "reports"  # the reports; the pages are docs/*.md
+PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]  # README.md and every page of the site
 
-# docs file -> the command (as the README writes it) that produces it
+# report in docs/reports/ -> the command (as a page writes it) that produces it
 WRITERS = {
-    "daemon.json": "tools/measure.py --json docs/daemon.json",
+    "daemon.json": "tools/measure.py --json docs/reports/daemon.json",
     "bench.json": "tools/bench.py --models quant-fer2013 full quant --n 400 --rounds 20 --threads 2",
     "eval-full.json": "tools/evaluate.py --model NAME --split private",
     "eval-quant.json": "tools/evaluate.py --model NAME --split private",
     "clip-check-quant.json": "tools/make_clip.py --n 14000 --seed 2",
     "clip-check-quant-haar.json": "--config haar.toml",
-    "detect-media.json": "tools/detect_report.py --json docs/detect-media.json",
-    "daemon-quant-yunet.json": "tools/measure.py --models quant --seconds 30 --json docs/daemon-quant-yunet.json",
+    "detect-media.json": "tools/detect_report.py --json docs/reports/detect-media.json",
+    "daemon-quant-yunet.json": "tools/measure.py --models quant --seconds 30 --json docs/reports/daemon-quant-yunet.json",
     "daemon-quant-haar.json": "EMOD_INFER_DETECTOR=haar",
-    "crop-framing.json": "tools/crop_framing.py --clip ... --truth ... --model quant --json docs/crop-framing.json",
+    "crop-framing.json": "tools/crop_framing.py --clip ... --truth ... --model quant --json docs/reports/crop-framing.json",
     "optimize-quant.json": "tools/optimize.py --model emod/models/zoo/full --out emod/models/zoo/quant",
     "eval-full-ferplus.json": "tools/evaluate.py --model full --split private --labels ferplus",
     "eval-quant-ferplus.json": "tools/evaluate.py --model quant --split private --labels ferplus",
@@ -75,12 +76,22 @@ WRITERS = {
     "select-ferplus-scratch-s1-public-ferplus.json": "tools/evaluate.py --model DIR --split public",
     "train-full-stage1.json": "tools/train.py --out runs/full --epochs 24",
     "train-full-stage2.json": "tools/train.py --out runs/full2 --pretrained runs/full/model --epochs 30",
-    "outputs-bench.json": "tools/bench_outputs.py --json docs/outputs-bench.json",
+    "outputs-bench.json": "tools/bench_outputs.py --json docs/reports/outputs-bench.json",
     "pi_check.json": "make pi-check",
 }
 
-# README text with {SOURCE:PATH:FORMAT} placeholders (see the module docstring)
+# page text with {SOURCE:PATH:FORMAT} placeholders (see the module docstring)
 FIGURES = [
+    # README.md's headline figures, each from its report
+    "| `quant` (the default model) on FER+ PrivateTest, majority vote | {eval-quant-ferplus:100*accuracy:.1f} % correct "
+    "(`full`: {eval-full-ferplus:100*accuracy:.1f} %);",
+    "| `quant` file size, and batch-1 time per face on the build machine | {bench:1e-6*models.quant.size_bytes:.2f} MB, "
+    "{bench:models.quant.latency_ms.median:.2f} ms median;",
+    "| the daemon with `quant` on the {daemon:machine.cpu_count:d}-core x86-64 build machine (not yet on a Pi) | "
+    "{daemon:models.quant.processed_fps:.1f} fps processed, {daemon:models.quant.latency_ms.p50:.1f} ms capture-to-result median, "
+    "{daemon:models.quant.total_rss_mb:.0f} MB in all;",
+    "| `quant` on emulated arm64 (bookworm / trixie), same top label as x86 | {pi_check:100*releases.bookworm.quant_agreement:.1f} % / "
+    "{pi_check:100*releases.trixie.quant_agreement:.1f} % of the faces;",
     # "The Pi install, checked": make pi-check (tools/pi_check.py)
     "| `quant`, 400 seeded PrivateTest faces: same top label as x86 | {pi_check:100*releases.bookworm.quant_agreement:.1f} % | "
     "{pi_check:100*releases.trixie.quant_agreement:.1f} % |",
@@ -112,7 +123,7 @@ FIGURES = [
     "classified), {daemon:scenario.seconds:.0f} s per model",
     # the labelled FER clip and the face detectors: tools/make_clip.py --check, tools/detect_report.py, tools/measure.py,
     # tools/crop_framing.py
-    "On a labelled clip of all {clip-check-quant:unique_images:,d} FER2013 PrivateTest faces (`tools/make_clip.py --n 14000 --seed 2`: {clip-check-quant:frames:,d} frames; each shot holds one picture for several frames, and `--check ... --shots` checks the first frame of each, {clip-check-quant:faces:,d} face appearances; `docs/clip-check-quant.json`), the default YuNet finds {clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision ({clip-check-quant:false_positives:d} false boxes), and `quant` labels {clip-check-quant:100*pipeline_accuracy:.1f} % of the found faces correctly, against {eval-quant:100*accuracy:.1f} % on PrivateTest (the 48x48 originals of the same faces: {clip-check-quant:100*direct_accuracy_on_detected:.1f} %). The same check with `detector = \"haar\"` (`--config haar.toml`, a file holding `[infer]` and `detector = \"haar\"`; `docs/clip-check-quant-haar.json`): {clip-check-quant-haar:100*recall:.1f} % of the faces at {clip-check-quant-haar:100*precision:.1f} % precision ({clip-check-quant-haar:false_positives:d} false boxes), labelled {clip-check-quant-haar:100*pipeline_accuracy:.1f} % correctly. Short clips mislead: a few hundred frames hold too few faces, and two seeds of the same length disagree by several points.",
+    "On a labelled clip of all {clip-check-quant:unique_images:,d} FER2013 PrivateTest faces (`tools/make_clip.py --n 14000 --seed 2`: {clip-check-quant:frames:,d} frames; each shot holds one picture for several frames, and `--check ... --shots` checks the first frame of each, {clip-check-quant:faces:,d} face appearances; `docs/reports/clip-check-quant.json`), the default YuNet finds {clip-check-quant:100*recall:.1f} % of the faces at {clip-check-quant:100*precision:.1f} % precision ({clip-check-quant:false_positives:d} false boxes), and `quant` labels {clip-check-quant:100*pipeline_accuracy:.1f} % of the found faces correctly, against {eval-quant:100*accuracy:.1f} % on PrivateTest (the 48x48 originals of the same faces: {clip-check-quant:100*direct_accuracy_on_detected:.1f} %). The same check with `detector = \"haar\"` (`--config haar.toml`, a file holding `[infer]` and `detector = \"haar\"`; `docs/reports/clip-check-quant-haar.json`): {clip-check-quant-haar:100*recall:.1f} % of the faces at {clip-check-quant-haar:100*precision:.1f} % precision ({clip-check-quant-haar:false_positives:d} false boxes), labelled {clip-check-quant-haar:100*pipeline_accuracy:.1f} % correctly. Short clips mislead: a few hundred frames hold too few faces, and two seeds of the same length disagree by several points.",
     "| `head-pose-face-detection-male.mp4`, frames with exactly the one face, of {detect-media:detectors.yunet.videos.head-pose-face-detection-male.frames:d} | {detect-media:detectors.yunet.videos.head-pose-face-detection-male.frames_with_exactly_the_people:d} | {detect-media:detectors.haar.videos.head-pose-face-detection-male.frames_with_exactly_the_people:d} |",
     "| `face-demographics-walking-and-pause.mp4`, frames with all three faces, of {detect-media:detectors.yunet.videos.face-demographics-walking-and-pause.frames:d} | {detect-media:detectors.yunet.videos.face-demographics-walking-and-pause.frames_with_exactly_the_people:d} | {detect-media:detectors.haar.videos.face-demographics-walking-and-pause.frames_with_exactly_the_people:d} |",
     "| `short_hamilton_clip.mp4`, frames with a face, of {detect-media:detectors.yunet.videos.short_hamilton_clip.frames:d} | {detect-media:detectors.yunet.videos.short_hamilton_clip.frames_with_a_face:d} | {detect-media:detectors.haar.videos.short_hamilton_clip.frames_with_a_face:d} |",
@@ -129,7 +140,7 @@ FIGURES = [
     '| multiply-accumulates per image | {bench:1e-6*models.full.macs:.1f} M | {bench:1e-6*models.quant.macs:.1f} M ({bench:100*ratios.quant/full.macs:.1f} %) |',
     '| batch-1 latency here, face in -> probabilities out (median / p90) | {bench:models.full.latency_ms.median:.1f} / {bench:models.full.latency_ms.p90:.1f} ms | {bench:models.quant.latency_ms.median:.2f} / {bench:models.quant.latency_ms.p90:.2f} ms (x{bench:ratios.quant/full.latency_median:.2f}) |',
     '| **FER+ PrivateTest accuracy** (majority vote, n = {eval-full-ferplus:n:,d}) | **{eval-full-ferplus:100*accuracy:.1f} %** | **{eval-quant-ferplus:100*accuracy:.1f} %** |',
-    '| FER+ PrivateTest accuracy on Barsoum et al.\'s test subset (clear majority, n = {eval-full-ferplus:n_clear_majority:,d}; see "Why FER+") | '
+    '| FER+ PrivateTest accuracy on Barsoum et al.\'s test subset (clear majority, n = {eval-full-ferplus:n_clear_majority:,d}; see [Why FER+](#why-fer)) | '
     '{eval-full-ferplus:100*accuracy_clear_majority:.1f} % | {eval-quant-ferplus:100*accuracy_clear_majority:.1f} % |',
     '| FER+ cross-entropy against the vote distribution | {eval-full-ferplus:cross_entropy:.3f} | {eval-quant-ferplus:cross_entropy:.3f} |',
     '| FER+ PrivateTest macro-F1 | {eval-full-ferplus:macro_f1:.3f} | {eval-quant-ferplus:macro_f1:.3f} |',
@@ -213,7 +224,7 @@ FIGURES = [
 # Numbers that are not measurements: the shortest README phrase holding each, and why.
 NOT_MEASURED = [
     "ICMI 2016",  # the FER+ paper's venue
-    "The three with batches of 128 at 3e-3",  # the sweep's common arguments (docs/sweep-ferplus-gpu.json "common")
+    "The three with batches of 128 at 3e-3",  # the sweep's common arguments (docs/reports/sweep-ferplus-gpu.json "common")
     "16 MiB by default",  # sweep.py's --max-file-mb default, the device's per-file limit
     "reaches 83.9 % FER+ accuracy with majority-vote training and 85.0 % with",  # published references (Barsoum et al.)
     "Raspberry Pi 5",  # the product's target
@@ -221,9 +232,14 @@ NOT_MEASURED = [
     "on the Pi 5,",
     "Python 3.11+",  # a requirement
     "127.0.0.1:8080",  # example port (the command beside it)
+    "127.0.0.1:8000",  # make docs-serve's port (Makefile)
+    "on 127.0.0.1 while you edit",  # the loopback address
+    "no release since 2024-08",  # a date (PyPI's release history of mkdocs)
+    "the end of its life in May 2027",  # a date (the notice mkdocs-material 9.8 prints in every build)
     "the last 10 minutes",  # the example argument `--history 10`
     "exit 78 on error",  # exit statuses: emod.config.EXIT_CONFIG and emod.protocol.EXIT_CODES
     "exit non-zero: 2",
+    "exits 0 when healthy, 5 when not, 3 when emod is not reachable",  # exit statuses (emod-ctl status)
     "3 when emod is not reachable, 78 for a bad config",
     "Exit status 78 (bad config)",
     "exits 78 on error",
@@ -236,7 +252,7 @@ NOT_MEASURED = [
     "(two images per face",  # what mirror averaging means
     "to 75 / 50 / 25 % of its",  # the options optimize.py tries
     "For most of the late 576- and 960-channel blocks",  # architecture
-    "so all three 960-channel blocks and the first 576 go down to 25 %",  # the recipe (allocation in docs/optimize-quant.json)
+    "so all three 960-channel blocks and the first 576 go down to 25 %",  # the recipe (allocation in docs/reports/optimize-quant.json)
     "and the second 576 to 75 %;",
     "**Distil at temperature 1**",  # the recipe's argument
     "saturating 16-bit lanes",  # a hardware fact
@@ -334,7 +350,7 @@ def _prose(text: str) -> str:
     """README text that can hold figures: no generated config table, inline code, link targets or commands,
     but with the comments of shell blocks (``# ~40 min`` is a figure)."""
     for header in GENERATED_TABLES:
-        text = re.sub(re.escape(header) + r".*?\n\n", "\n", text, flags=re.S)
+        text = re.sub(re.escape(header) + r".*?(?:\n\n|\Z)", "\n", text, flags=re.S)
 
     def block(m: re.Match) -> str:
         if m.group(1) not in ("sh", "bash", ""):
@@ -350,8 +366,9 @@ def _code_free(text: str) -> str:
 
 
 def test_every_registered_figure_matches_its_report():
-    """Each registered README figure is its docs report's value, rounded as the README shows it."""
-    readme = _normal(README.read_text())
+    """Each registered figure is its report's value, rounded as a page of the README or the docs shows it."""
+    pages = [_normal(page.read_text()) for page in PAGES]
+    readme = "\n".join(pages)  # for the hint only: a figure must lie within one page
     cache: dict = {}
     missing = []
     for template in FIGURES:
@@ -360,16 +377,15 @@ def test_every_registered_figure_matches_its_report():
         except AssertionError as e:
             missing.append(f"{template}\n  cannot be rendered: {e}")
             continue
-        if text not in readme:
+        if not any(text in page for page in pages):
             stem = _normal(PLACEHOLDER.split(template)[0])
             around = readme[readme.find(stem):][:len(text) + 40] if stem and stem in readme else "(its text is gone)"
-            missing.append(f"expected: {text}\n  README:   {around}")
-    assert not missing, "README figures that differ from docs/ (re-measure, or fix the README):\n" + "\n".join(missing)
+            missing.append(f"expected: {text}\n  found:    {around}")
+    assert not missing, "figures that differ from docs/reports/ (re-measure, or fix the page):\n" + "\n".join(missing)
 
 
 def test_every_number_in_the_readme_is_registered():
-    """No number in the README's prose, tables or shell comments escapes FIGURES or NOT_MEASURED."""
-    text = _normal(_prose(README.read_text()))
+    """No number in the prose, tables or shell comments of the README or a docs page escapes FIGURES or NOT_MEASURED."""
     cache: dict = {}
     spans = [_normal(p) for p in NOT_MEASURED]
     for template in FIGURES:
@@ -377,28 +393,33 @@ def test_every_number_in_the_readme_is_registered():
             spans.append(render(template, cache))
         except AssertionError:  # reported by test_every_registered_figure_matches_its_report
             pass
+    loose = []
+    for page in PAGES:
+        loose += [f"{page.relative_to(REPO)}: {line}" for line in _loose_numbers(_normal(_prose(page.read_text())), spans)]
+    assert not loose, (f"{len(loose)} numbers with no docs/reports/ source (register them in FIGURES, see this "
+                       "file's docstring, or take them out):\n" + "\n".join(loose))
+
+
+def _loose_numbers(text: str, spans: list[str]) -> list[str]:
+    """The numbers of TEXT (a page's prose, normalised) left once SPANS (figures and non-measurements) are taken out."""
     for span in sorted(spans, key=len, reverse=True):
         text = text.replace(span, " § ")
     text = _code_free(text)
     text = re.sub(r"\b\d+(?:\.\d+)?e-\d+\b", " § ", text)  # learning rates such as 2e-3 are arguments
     text = re.sub(r"(?<=\d)-(?=\d)", " - ", text)  # ranges: 3-5 s
     text = re.sub(r"(?<![\w])x(?=\d+\.\d)", "x ", text)  # ratios: x0.16
-    loose = []
-    for m in NUMBER.finditer(text):
-        loose.append(f"{m.group(0)!r} in: ...{text[max(0, m.start() - 60):m.end() + 30]}...")
-    assert not loose, (f"{len(loose)} README numbers with no docs/ source (register them in FIGURES, see this "
-                       "file's docstring, or take them out):\n" + "\n".join(loose))
+    return [f"{m.group(0)!r} in: ...{text[max(0, m.start() - 60):m.end() + 30]}..." for m in NUMBER.finditer(text)]
 
 
 def test_every_report_is_named_with_its_writer():
-    """Each docs file a figure comes from is named in the README, and so is the command that writes it."""
-    readme = _normal(README.read_text())
+    """Each report a figure comes from is named on a page, and so is the command that writes it."""
+    readme = _normal("\n".join(page.read_text() for page in PAGES))
     used = set().union(*(_sources(t) for t in FIGURES)) - {"config"}
     for stem in sorted(used):
         name = f"{stem}.json"
-        assert name in WRITERS, f"docs/{name} has figures but no entry in WRITERS"
-        assert f"docs/{name}" in readme, f"the README never names docs/{name}"
-        assert WRITERS[name] in readme, f"the README never names the command that writes docs/{name}: {WRITERS[name]}"
+        assert name in WRITERS, f"docs/reports/{name} has figures but no entry in WRITERS"
+        assert f"docs/reports/{name}" in readme or f"(reports/{name})" in readme, f"no page names docs/reports/{name}"
+        assert WRITERS[name] in readme, f"no page names the command that writes docs/reports/{name}: {WRITERS[name]}"
 
 
 @pytest.mark.parametrize("template", ["{eval-quant:100*accuracy:.1f} %", "{bench:1e-6*models.full.size_bytes:.2f} MB"])
@@ -411,7 +432,7 @@ def test_render_rounds_the_report_value(template):
     assert render(template) == format(float(scale) * _lookup(data, path), PLACEHOLDER.search(template).group(3)) + template[template.index("}") + 1:]
 
 
-if __name__ == "__main__":  # python tests/test_readme_figures.py: the README text each registered figure expects
+if __name__ == "__main__":  # python tests/test_readme_figures.py: the page text each registered figure expects
     for t in FIGURES:
         try:
             print(render(t))

@@ -8,7 +8,7 @@ import pytest
 from emod.labels import LABELS
 from emod.models import registry
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports"
 
 
 @pytest.mark.parametrize("name", ["full", "quant"])
@@ -19,7 +19,7 @@ def test_shipped_model_verifies_and_keeps_label_order(name, monkeypatch):
     registry.verify(info)
     assert info.manifest["labels"] == list(LABELS)
     private = info.manifest["metrics"]["private"]
-    report = json.loads((DOCS / f"eval-{name}.json").read_text())  # what tools/evaluate.py measured (README figures)
+    report = json.loads((DOCS / f"eval-{name}.json").read_text())  # what tools/evaluate.py measured (docs/models.md figures)
     assert private["split"] == report["split"] == "private" and private["n"] == report["n"] == 3589
     assert private["accuracy"] == pytest.approx(report["accuracy"], abs=5e-4)
     assert private["macro_f1"] == pytest.approx(report["macro_f1"], abs=5e-4)

@@ -249,7 +249,7 @@ def test_page_login_in_headless_chromium(daemon, tmp_path) -> None:
         strip = img[y + 4:y + h - 16, x + 8:x + w - 8].astype(int)
         colored = (np.abs(strip - strip[..., :1]).max(axis=2) > 40).mean()  # label colours, not the grey background
         assert colored > 0.002, f"the timeline is empty ({colored:.4f} coloured)"
-        if os.environ.get("EMOD_VIEWER_SCREENSHOT"):  # e.g. docs/viewer.png
+        if os.environ.get("EMOD_VIEWER_SCREENSHOT"):  # e.g. docs/reports/viewer.png
             shutil.copyfile(shot, os.environ["EMOD_VIEWER_SCREENSHOT"])
     finally:
         b.close()

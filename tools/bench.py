@@ -381,11 +381,11 @@ def main(argv=None) -> int:
     if args.plot is not None:
         plot(results, samples, args.plot, f"batch-1 latency, {len(faces)} PrivateTest faces, {args.threads} thread(s)")
         report["plot"] = str(args.plot)
-        print(f"plot: {args.plot}")
+        print(f"wrote {args.plot}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results: {args.json}")
+        print(f"wrote {args.json}")
     return 0
 
 

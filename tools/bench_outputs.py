@@ -1,6 +1,6 @@
-"""What getting emotions out costs the pipeline; writes docs/outputs-bench.json.
+"""What getting emotions out costs the pipeline; writes docs/reports/outputs-bench.json.
 
-    python tools/bench_outputs.py --json docs/outputs-bench.json
+    python tools/bench_outputs.py --json docs/reports/outputs-bench.json
     python tools/bench_outputs.py --pairs 2 --seconds 6 --source demo
 
 One ``emod run --source SRC --loop`` serves throughout; the tool alternates windows of
@@ -221,12 +221,12 @@ def summarize(windows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tools/bench_outputs.py", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the README's clip)")
+    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the clip of docs/measurements.md)")
     p.add_argument("--model", default="quant", help="model to serve (default quant)")
     p.add_argument("--pairs", type=int, default=8, help="pairs of off + on windows (default 8)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of one window (default 10)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds served before the first window (default 5)")
-    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/outputs-bench.json)")
+    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/reports/outputs-bench.json)")
     args = p.parse_args(argv)
     if args.pairs < 1 or args.seconds <= 0 or args.warmup < 0:
         p.error("--pairs must be at least 1, --seconds positive, --warmup not negative")
@@ -286,9 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     report["summary"] = summarize(report["windows"])
     report["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
     print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)  # stdout stays the report
     return status
 
 

@@ -3,7 +3,7 @@
 
     python tools/crop_framing.py --clip clip.mp4 --truth clip.json [--clip tilted.mp4 --truth tilted.json]
                                  --model quant [--config FILE] [--scales 0.9 1.0 1.1] [--eye-y 0.34 0.38 0.42]
-                                 [--json docs/crop-framing.json]
+                                 [--json docs/reports/crop-framing.json]
 
 Each clip's shots are held for several identical frames, so the first frame of each shot is
 enough: it is decoded once and run through the daemon's detector once (the ``[infer]``
@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         name = f"box, margin {f['margin']}" if not f["align"] else f"aligned {f['align_scale']} / {f['align_eye_y']}"
         print(f"{name:<28}" + "".join(f"{100 * c['framings'][i]['accuracy']:>15.1f}%" for c in clips) + f"{100 * means[i]:>7.1f}%")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Face detectors on the shared real media, through ``emod analyze --json``: the README's "Face detectors" figures.
+"""Face detectors on the shared real media, through ``emod analyze --json``: the figures of docs/detectors.md.
 
     python tools/detect_report.py [--detectors yunet haar] [--config FILE] [--media ../shared/media]
-                                  [--model quant] [--json docs/detect-media.json] [--annotate DIR]
+                                  [--model quant] [--json docs/reports/detect-media.json] [--annotate DIR]
 
 For each detector, one ``emod analyze --json`` run (the product's own command, with
 ``EMOD_INFER_DETECTOR`` set and ``--config FILE`` passed when given) over every video in
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="emod TOML config for every run (other [infer] settings)")
     p.add_argument("--media", type=Path, default=DEFAULT_MEDIA, help="folder with video/ and photos/ (default ../shared/media)")
     p.add_argument("--model", default="quant")
-    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/detect-media.json)")
+    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/reports/detect-media.json)")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="draw the photos' boxes into DIR/photos-DETECTOR.png")
     args = p.parse_args(argv)
     videos = sorted(q for q in (args.media / "video").glob("*") if q.suffix.lower() in VIDEO_SUFFIXES)
@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  photos: {report['detectors'][det]['photo_boxes']} boxes "
               + ", ".join(f"{k} {len(v)}" for k, v in phs.items()))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

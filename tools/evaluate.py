@@ -9,7 +9,7 @@ Nothing here preprocesses images itself.
     python tools/evaluate.py --model full --split private --json runs/eval/full.json
     python tools/evaluate.py --model runs/full/export/quant --split public --limit 500
     python tools/evaluate.py --model quant --split private --json runs/eval/quant.json --write-manifest
-    python tools/evaluate.py --model quant --split private --agree-with full --json docs/eval-quant.json
+    python tools/evaluate.py --model quant --split private --agree-with full --json docs/reports/eval-quant.json
 
 Labels: ``--labels fer2013`` (default) scores against the FER2013 folder labels;
 ``--labels ferplus`` against the FER+ crowd-vote majority (``<data>/ferplus/votes.csv``):

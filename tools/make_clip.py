@@ -366,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                             infer=cfg.infer, shots=args.shots)
         print(render(report))
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"wrote {args.json}")
         return 0
     if not args.out:
         p.error("give --out CLIP.mp4 (or --check CLIP.mp4)")

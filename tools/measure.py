@@ -1,6 +1,6 @@
-"""Measure the running daemon the way the README's "Measured here" table describes it; write docs/daemon.json.
+"""Measure the running daemon the way docs/measurements.md ("The daemon, measured here") describes it; write docs/reports/daemon.json.
 
-    python tools/measure.py --json docs/daemon.json            # quant and full, 40 s each, the README's clip
+    python tools/measure.py --json docs/reports/daemon.json    # quant and full, 40 s each, the clip of docs/measurements.md
     python tools/measure.py --models quant --seconds 20 --source demo
 
 For each model: a fresh ``emod run --source SRC --loop --model NAME`` in its own runtime and
@@ -180,11 +180,11 @@ def measure_model(name: str, others: list[str], args, progress: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tools/measure.py", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["quant", "full"], help="models to serve, one fresh daemon each")
-    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the README's clip)")
+    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="emod run --source (default: the clip of docs/measurements.md)")
     p.add_argument("--config", help="emod run --config FILE (default: none, the built-in defaults)")
     p.add_argument("--seconds", type=float, default=40.0, help="measurement window per model (default 40)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds served before the window opens (default 5)")
-    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/daemon.json)")
+    p.add_argument("--json", type=Path, help="write the report here (e.g. docs/reports/daemon.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0:
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return status
 
 

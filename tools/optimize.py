@@ -16,7 +16,7 @@
 
     python tools/optimize.py --model emod/models/zoo/full --out emod/models/zoo/quant --tta hflip
 
-The defaults are the recipe of the shipped ``quant`` (README "Retraining" spells them out).
+The defaults are the recipe of the shipped ``quant`` (docs/training.md, "Retraining", spells them out).
 """
 
 from __future__ import annotations

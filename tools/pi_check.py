@@ -1,4 +1,4 @@
-"""``make pi-check``: the README's Raspberry Pi install, run on emulated arm64 Debian, compared with this machine.
+"""``make pi-check``: the Raspberry Pi install of docs/install.md, run on emulated arm64 Debian, compared with this machine.
 
     python tools/pi_check.py [--releases bookworm trixie] [--json FILE] [--cache DIR] [--no-full]
 
@@ -7,7 +7,7 @@ repository (``--cache``, default ``/var/cache/emod-pi``), an arm64 root with
 ``debootstrap --variant=minbase`` including ``python3-numpy`` and ``python3-scipy`` (the
 stand-in for apt's numpy-compiled camera modules, simplejpeg), run through
 ``qemu-user-static`` and ``binfmt_misc``, emulating the Pi 5's Cortex-A76 (``QEMU_CPU``). On a fresh copy of that root it runs the
-README's "Install on a Raspberry Pi 5" commands word for word, except ``sudo`` (the
+the install commands of docs/install.md word for word, except ``sudo`` (the
 chroot is root already), ``python3-picamera2`` (only Raspberry Pi's repository has it) and
 ``<this repository>`` (a bare clone of this checkout's HEAD). Then, each against this
 machine's result computed now with the same commit:
@@ -122,8 +122,11 @@ def ensure_root(cache: Path, release: str, log: Path) -> float:
     return secs
 
 
-def readme_commands(readme: Path = REPO / "README.md") -> list[str]:
-    """The shell lines of the code block after README_MARK, comments stripped."""
+INSTALL_PAGE = REPO / "docs" / "install.md"  # the Pi install block, marked by README_MARK (README.md repeats it in brief)
+
+
+def readme_commands(readme: Path = INSTALL_PAGE) -> list[str]:
+    """The shell lines of the code block after README_MARK in the install page, comments stripped."""
     text = readme.read_text()
     if README_MARK not in text:
         raise SystemExit(f"pi-check: {readme} has no {README_MARK!r} before the Pi install commands")
@@ -133,7 +136,7 @@ def readme_commands(readme: Path = REPO / "README.md") -> list[str]:
 
 
 def as_chroot_script(commands: list[str]) -> str:
-    """The README's commands as run in the root: no sudo, no Raspberry-Pi-only packages, the clone from SRC."""
+    """The install page's commands as run in the root: no sudo, no Raspberry-Pi-only packages, the clone from SRC."""
     out = ["set -ex"]  # package lists: debootstrap leaves them, as a Pi has them
     for c in commands:
         c = re.sub(r"(^|&& |; )sudo ", r"\1", c)
@@ -378,7 +381,7 @@ def verdict(r: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--releases", nargs="+", default=list(RELEASES), choices=RELEASES)
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="write the results here (make pi-check: docs/reports/pi_check.json)")
     p.add_argument("--cache", default=os.environ.get("EMOD_PI_CACHE", "/var/cache/emod-pi"), help="where the roots are kept")
     p.add_argument("--no-full", action="store_true", help="skip torch and `full` (full_ok is then null)")
     p.add_argument("--update", action="store_true", help="keep the other releases already in --json (one release at a time)")
@@ -424,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
     print(text)
+    if args.json:
+        print(f"wrote {args.json}", file=sys.stderr)  # stdout stays the report
     return 1 if any(report["releases"][r]["failed"] for r in args.releases) else 0
 
 

@@ -81,7 +81,9 @@ def summarize(backend_name: str, samples: list[dict], duration_s: float, period:
 
 def write_json(path: Path | None, report: dict) -> None:
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 """A real screenshot of the web viewer: a fresh daemon on a real clip, ``emod-view --http``, headless Chromium.
 
     python tools/screenshot.py [--source ../shared/media/video/short_hamilton_clip.mp4] [--model quant]
-                               [--config FILE] [--size 1280x620] [--out docs/viewer.png]
+                               [--config FILE] [--size 1280x620] [--out docs/reports/viewer.png]
 
 Starts ``emod run --source SRC --loop --model MODEL`` in its own runtime and state directories,
 waits until ``emod-stats --json`` shows results flowing, serves ``emod-view --http`` on a free
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="quant")
     p.add_argument("--config", help="emod run --config FILE")
     p.add_argument("--size", default="1280x620", help="browser window WIDTHxHEIGHT")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "viewer.png")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "reports" / "viewer.png")
     p.add_argument("--settle", type=float, default=8.0, help="seconds the daemon serves before the page opens (default 8)")
     p.add_argument("--wait", type=float, default=6.0, help="seconds the page runs after its first live data (default 6)")
     args = p.parse_args(argv)

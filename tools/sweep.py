@@ -163,6 +163,7 @@ def _sweep(a, names: list[str], procs: dict, t0: float) -> int:
     rows = [summary(n, a.out / f"{n}.log", procs[n].returncode) for n in names]
     (a.out / "sweep.json").write_text(json.dumps({"minutes": a.minutes, "common": a.common, "runs": rows,
                                                   "args": dict(a.run), "wall_s": round(time.time() - t0, 1)}, indent=2) + "\n")
+    print(f"wrote {a.out / 'sweep.json'}")
     print(f"{'run':<10} {'rc':>3} {'epochs':>9} {'best PublicTest':>16} {'train s':>8}")
     for r in rows:
         best = f"{r['best_public_acc']:.4f}" if r["best_public_acc"] is not None else "-"

@@ -358,6 +358,7 @@ def main(argv=None) -> int:
     }
     if len(private) == 0:  # e.g. a copy of the data made to train elsewhere: the report is made where PrivateTest is
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"wrote {out / 'metrics.json'}")
         print(f"PublicTest best {best:.4f} ({args.labels}); no PrivateTest images in {data_root}: report it where they are, "
               f"with tools/package.py {out / 'model'} DIR, then tools/evaluate.py --model DIR --split private --labels {args.labels}",
               flush=True)
@@ -378,6 +379,7 @@ def main(argv=None) -> int:
         metrics["private_balanced_acc_ferplus"] = classification_report(tq[tq >= 0], lq.argmax(1)[tq >= 0], LABELS)["balanced_accuracy"]
     metrics["private_acc"] = metrics["private_acc_ferplus" if args.labels == "ferplus" else "private_acc_fer2013"]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"wrote {out / 'metrics.json'}")
     print(f"PublicTest best {best:.4f} ({args.labels}); PrivateTest {args.labels} {metrics['private_acc']:.4f}; "
           f"fer2013 {metrics['private_acc_fer2013']:.4f} (n={len(private)})")
     return 0

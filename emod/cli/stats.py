@@ -1,7 +1,7 @@
 """``emod-stats``: live telemetry from a running emod, or a summary of its history.
 
     emod-stats                 human-readable snapshot
-    emod-stats --json          the snapshot as JSON (shape documented in the README; stable)
+    emod-stats --json          the snapshot as JSON (shape documented in docs/usage.md; stable)
     emod-stats --watch         refresh every second
     emod-stats --history 10    summarise the last 10 minutes of STATE_DIR/telemetry.jsonl
 """

@@ -52,7 +52,7 @@ for mod in sys.argv[1:]:
         print("error", f"{type(e).__name__}: {e}".splitlines()[0], flush=True)
 """
 _INSTALL_FIX = ("sudo .venv/bin/pip install -c constraints/pi-$(. /etc/os-release && echo $VERSION_CODENAME).txt -e .  "
-                "(in /opt/emod; see README: Install on a Raspberry Pi 5)")
+                "(in /opt/emod; see docs/install.md)")
 
 
 def import_versions(mods: tuple[str, ...] = ("numpy", "cv2", "onnxruntime")) -> tuple[dict, dict]:

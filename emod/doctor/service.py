@@ -100,7 +100,7 @@ def check_systemd(ctx: Context) -> Result:
     problems += [f"{what}: {why}" for what, p in paths.items() if (why := hidden_from_service(p, settings))]
     details["paths"] = paths
     if problems:
-        return fail(f"{unit}: " + "; ".join(problems), "install emod under /opt/emod (README: Install on a Raspberry Pi 5) "
+        return fail(f"{unit}: " + "; ".join(problems), "install emod under /opt/emod (docs/install.md) "
                     "and keep files the service reads outside /home and /tmp, e.g. under /var/lib/emod", **details)
     return ok(f"{unit} installed; its paths are visible to the service (ProtectHome={settings.get('ProtectHome', 'no')}, "
               f"PrivateTmp={settings.get('PrivateTmp', 'no')})", **details)

@@ -3,7 +3,7 @@
 Stages report what happens where the work happens (telemetry messages); results
 give end-to-end latency; power readings give watts. :meth:`Telemetry.snapshot`
 returns the stable JSON shape that ``emod-stats --json`` prints and that each line
-of the history file holds (documented in the README).
+of the history file holds (documented in docs/usage.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ alone grows with the number of BatchNorms downstream, so it weighs on early bloc
 most late blocks the score hardly varies with width. The scores are treated as additive, which
 they are only roughly. For the shipped ``quant`` (budgets: at most 74 % of the MACs and 70 % of
 the parameters kept) the allocation took the three 960-channel blocks and one of the 576 to 25 %,
-halved the first expansion layer and left the rest (but one) whole (README "Models" has the figures).
+halved the first expansion layer and left the rest (but one) whole (docs/training.md has the figures).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ level and cuts the square that puts the eyes where FER2013 has them: its side is
 ``scale`` times the larger of (eye distance / 0.372) and (eye-to-mouth distance / 0.387), the
 larger because turning the head shortens one of the two; ``eye_y`` is the eye line's height
 in the crop. ``scale`` and ``eye_y`` are ``[infer] align_scale`` and ``align_eye_y``, chosen
-by measurement (README: Face detectors).
+by measurement (docs/detectors.md).
 """
 
 from __future__ import annotations

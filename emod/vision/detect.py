@@ -113,7 +113,7 @@ class HaarDetector(Detector):
     """One or more of OpenCV's frontal-face cascades; a later cascade adds only the faces the earlier ones missed.
 
     ``min_neighbors`` and ``min_score`` (a floor on the cascade's final-stage weight) trade found
-    faces for false ones; README "Face detectors" has the measured trade-off. Settings come from
+    faces for false ones; docs/detectors.md has the measured trade-off. Settings come from
     ``emod.config.Infer`` (one place for their defaults) through :func:`from_config`. No landmarks.
     """
 
@@ -156,7 +156,7 @@ class YuNetDetector(Detector):
     multiples of 32 and decoded by :func:`emod.vision.yunet_decode.decode`. A file that declares
     a fixed size (the model zoo's 640 x 640) gets the frame shrunk to fit, if larger, and padded.
     ONNX Runtime rather than ``cv2.FaceDetectorYN``: OpenCV's DNN module found different faces
-    on arm64 than on x86 for the same frame (README: Install on a Raspberry Pi 5).
+    on arm64 than on x86 for the same frame (docs/measurements.md: The Pi install, checked).
 
     Raises :class:`emod.vision.yunet_model.DetectorModelError` (a ``ModelError``) naming the file when
     the bundled copy is corrupted, a given file is missing, or ONNX Runtime cannot load it as YuNet.

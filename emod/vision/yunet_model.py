@@ -42,7 +42,7 @@ def load_bytes(path: str = "", directory: Path = BUNDLED_DIR) -> tuple[Path, byt
         try:
             return p, p.read_bytes()
         except OSError as e:
-            raise DetectorModelError(f"YuNet model {p}: cannot read it ({e.strerror}; see README: Face detectors)") from None
+            raise DetectorModelError(f"YuNet model {p}: cannot read it ({e.strerror}; see docs/detectors.md)") from None
     m = bundled_manifest(directory)
     p = Path(directory) / m["file"]
     try:

@@ -13,7 +13,8 @@ corrected probabilities at no run-time cost, with no new code path in the daemon
 The sweep scores PublicTest only (the selection split) against the FER+ majority, with the mirror
 averaging the model is served with (``--no-tta`` for none), and picks TAU by the same rule as
 ``tools/train.py --select balanced``: the best balanced accuracy among the TAUs whose accuracy is within
-``--within`` (default one point) of the best. The prior is the share of each label among the FER+ votes
+``--within`` (default one point) of the best, or with ``--min-accuracy A`` the best balanced accuracy
+among the TAUs whose accuracy reaches A. The prior is the share of each label among the FER+ votes
 of the training images, the one ``tools/train.py`` prints (``--prior FILE``: a train.py ``metrics.json``
 whose ``class_prior`` to use).
 
@@ -50,8 +51,11 @@ def served_probs(logits: np.ndarray, logits_flip: np.ndarray | None, shift: np.n
     return p if logits_flip is None else 0.5 * (p + softmax(logits_flip + shift))
 
 
-def sweep(logits, logits_flip, truth: np.ndarray, prior: np.ndarray, taus, within: float) -> tuple[list[dict], int]:
-    """Scores per TAU on images with TRUTH >= 0, and the index of the TAU the balanced rule picks."""
+def sweep(logits, logits_flip, truth: np.ndarray, prior: np.ndarray, taus, within: float,
+          min_accuracy: float | None = None) -> tuple[list[dict], int]:
+    """Scores per TAU on images with TRUTH >= 0, and the index of the TAU the rule picks: with MIN_ACCURACY, the best
+    balanced accuracy among the TAUs whose accuracy reaches it (the most accurate TAU if none does); else the
+    balanced rule of :func:`emod.training.balance.select_balanced` with WITHIN."""
     from emod.metrics import classification_report
     from emod.training.balance import select_balanced
 
@@ -62,6 +66,11 @@ def sweep(logits, logits_flip, truth: np.ndarray, prior: np.ndarray, taus, withi
         r = classification_report(truth[keep], pred[keep], LABELS)
         rows.append({"tau": float(tau), "accuracy": r["accuracy"], "balanced_accuracy": r["balanced_accuracy"],
                      "recall": {k: round(c["recall"], 4) for k, c in r["per_class"].items()}})
+    if min_accuracy is not None:
+        ok = [i for i, r in enumerate(rows) if r["accuracy"] >= min_accuracy]
+        if not ok:
+            return rows, max(range(len(rows)), key=lambda i: rows[i]["accuracy"])
+        return rows, max(ok, key=lambda i: rows[i]["balanced_accuracy"])
     return rows, select_balanced(rows, within, acc_key="accuracy", bal_key="balanced_accuracy")
 
 
@@ -97,6 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=None, help="FER2013 folder (default: $EMOD_FER2013 or ../shared/data/fer2013)")
     p.add_argument("--taus", type=float, nargs="+", default=[-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0])
     p.add_argument("--within", type=float, default=0.01, help="accuracy margin of the selection rule (default 0.01)")
+    p.add_argument("--min-accuracy", type=float, default=None,
+                   help="pick the best balanced accuracy among the taus whose accuracy reaches this (instead of --within)")
     p.add_argument("--prior", type=Path, default=None, help="a train.py metrics.json whose class_prior to use")
     p.add_argument("--no-tta", action="store_true", help="score without mirror averaging")
     p.add_argument("--json", type=Path, default=None, help="write the sweep here")
@@ -149,7 +160,7 @@ def main(argv=None) -> int:
     dev = torch.device("cpu")
     logits = evaluate_logits(model, x, prep, dev)
     logits_flip = None if args.no_tta else evaluate_logits(model, np.ascontiguousarray(x[..., ::-1]), prep, dev)
-    rows, pick = sweep(logits, logits_flip, truth, prior, args.taus, args.within)
+    rows, pick = sweep(logits, logits_flip, truth, prior, args.taus, args.within, args.min_accuracy)
     print(f"{'tau':>6} {'accuracy':>9} {'balanced':>9}  " + " ".join(f"{k[:7]:>7}" for k in LABELS))
     for i, r in enumerate(rows):
         print(f"{r['tau']:>6g} {r['accuracy']:>9.4f} {r['balanced_accuracy']:>9.4f}  "
@@ -158,8 +169,11 @@ def main(argv=None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": str(args.model), "split": "public", "labels": "ferplus",
                                          "tta": not args.no_tta, "prior": dict(zip(LABELS, prior.round(5).tolist())),
-                                         "within": args.within, "rule": "best balanced accuracy among the taus whose "
-                                         "accuracy is within `within` of the best", "selected_tau": rows[pick]["tau"],
+                                         "within": args.within, "min_accuracy": args.min_accuracy,
+                                         "rule": (f"best balanced accuracy among the taus whose accuracy is at least "
+                                                  f"{args.min_accuracy}" if args.min_accuracy is not None else
+                                                  "best balanced accuracy among the taus whose accuracy is within "
+                                                  "`within` of the best"), "selected_tau": rows[pick]["tau"],
                                          "rows": rows}, indent=2) + "\n")
         print(f"report: {args.json}")
     return 0

@@ -149,3 +149,51 @@ def test_output_into_a_closed_pipe_is_not_an_error(cmd, tmp_path):
                        capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
     assert re.search(r"rc=[01]\b", r.stderr), r.stderr
+
+
+def test_doctor_lists_two_cameras_and_refuses_a_missing_one(tmp_path, tiny_models) -> None:
+    """With the fake's two cameras doctor lists both by number; `picamera2:1` passes, `picamera2:2` fails naming them."""
+    write_fake_picamera2(tmp_path / "fake", "two-cameras")
+    rc, checks = doctor(tmp_path, tiny_models, 'source = "picamera2:1"', [tmp_path / "fake"])
+    assert checks["picamera2"]["status"] == "ok" and "0: imx708, 1: imx477" in checks["picamera2"]["verdict"], checks["picamera2"]
+    assert "(0: imx708, 1: imx477)" in checks["cameras"]["verdict"] and rc == 0
+    rc, checks = doctor(tmp_path, tiny_models, 'source = "picamera2:2"', [tmp_path / "fake"])
+    pc = checks["picamera2"]
+    assert pc["status"] == "fail" and "picamera2:2" in pc["verdict"] and "N one of 0, 1" in pc["fix"] and rc == 1, pc
+
+
+def test_mqtt_password_file_must_be_readable_by_the_service_user_only(tmp_path) -> None:
+    """check_mqtt_password, for a real user (nobody) and a real file: unreadable fails, world-readable warns, 0640 root:group ok."""
+    import pwd
+    import tempfile
+
+    from emod import config
+    from emod.doctor import Context
+    from emod.doctor.readable import check_mqtt_password
+
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    user = pwd.getpwnam("nobody")
+    d = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        secret = d / "mqtt.pass"
+        secret.write_text("s3cret\n")
+        cfg = config.load(None, overrides={"mqtt": {"enabled": True, "username": "emod", "password_file": str(secret)}})
+        ctx = Context(None, cfg, None, tmp_path, user="nobody")
+        os.chown(secret, 0, 0)
+        secret.chmod(0o600)
+        r = check_mqtt_password(ctx)
+        assert r.status == "fail" and "cannot read" in r.verdict and "chown root:nobody" in r.fix and "0640" in r.fix, r
+        secret.chmod(0o644)
+        assert check_mqtt_password(ctx).status == "warn"
+        os.chown(secret, 0, user.pw_gid)
+        secret.chmod(0o640)
+        assert check_mqtt_password(ctx).status == "ok"
+        d.chmod(0o700)  # a parent the user cannot enter
+        assert check_mqtt_password(ctx).status == "fail"
+    finally:
+        d.chmod(0o755)
+        import shutil
+
+        shutil.rmtree(d)

@@ -78,7 +78,8 @@ def test_installed_wheel_carries_every_data_file(installed) -> None:
     assert list((pkg / "vision" / "yunet").glob("*.onnx")) and list((pkg / "web").rglob("*.js"))
     assert all((installed.parent / "share" / "emod" / "systemd" / u).is_file() for u in ("emod.service", "emod@.service",
                                                                                       "emod-view.service"))
-    r = _run([installed / "emod", "install-systemd", "--dry-run", "--instance", "cam1", "--prefix", installed.parent], installed)
+    r = _run([installed / "emod", "install-systemd", "--dry-run", "--force", "--instance", "cam1",
+              "--prefix", installed.parent], installed)
     assert r.returncode == 0 and "systemctl enable emod@cam1.service" in r.stdout and "/etc/emod/cam1.toml" in r.stdout, r.stdout + r.stderr
     assert not (site / "torch").exists() and (site / "aiohttp").is_dir() and (site / "paho").is_dir() and (site / "argon2").is_dir()
 

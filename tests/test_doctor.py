@@ -152,14 +152,13 @@ def test_output_into_a_closed_pipe_is_not_an_error(cmd, tmp_path):
 
 
 def test_doctor_lists_two_cameras_and_refuses_a_missing_one(tmp_path, tiny_models) -> None:
-    """With the fake's two cameras doctor lists both by number; `picamera2:1` passes, `picamera2:2` fails naming them."""
+    """With the fake's two cameras doctor lists both by number, and fails `picamera2:2`, naming the numbers there are."""
     write_fake_picamera2(tmp_path / "fake", "two-cameras")
-    rc, checks = doctor(tmp_path, tiny_models, 'source = "picamera2:1"', [tmp_path / "fake"])
-    assert checks["picamera2"]["status"] == "ok" and "0: imx708, 1: imx477" in checks["picamera2"]["verdict"], checks["picamera2"]
-    assert "(0: imx708, 1: imx477)" in checks["cameras"]["verdict"] and rc == 0
     rc, checks = doctor(tmp_path, tiny_models, 'source = "picamera2:2"', [tmp_path / "fake"])
     pc = checks["picamera2"]
-    assert pc["status"] == "fail" and "picamera2:2" in pc["verdict"] and "N one of 0, 1" in pc["fix"] and rc == 1, pc
+    assert pc["status"] == "fail" and "picamera2:2" in pc["verdict"] and "0: imx708, 1: imx477" in pc["verdict"], pc
+    assert "N one of 0, 1" in pc["fix"] and rc == 1, pc
+    assert "(0: imx708, 1: imx477)" in checks["cameras"]["verdict"] and [c["Num"] for c in pc["details"]["cameras"]] == [0, 1]
 
 
 def test_mqtt_password_file_must_be_readable_by_the_service_user_only(tmp_path) -> None:

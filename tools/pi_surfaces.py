@@ -290,7 +290,9 @@ class Surfaces:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from emod.cli.argtypes import plain  # the venv's emod, as every command checked here
+
+    p = argparse.ArgumentParser(description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--bin", type=Path, default=Path(sys.executable).parent, help="the venv's bin/ (default: this Python's)")
     p.add_argument("--json", type=Path, help="also write the report here")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds each step may take (emulation is slow)")

@@ -8,6 +8,7 @@ marks plus :func:`recv_latest`, which drains a socket and keeps the newest messa
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import zmq
@@ -16,31 +17,51 @@ from emod import dirs, protocol
 
 DEFAULT_RUNTIME_DIR = "/run/emod"
 _MAX_IPC_PATH = 107
+_INSTANCE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
-def runtime_dir(value: str | os.PathLike | None = None) -> Path:
-    """The runtime directory: the given value, else ``$EMOD_RUNTIME_DIR``, else the default.
+def instance_name(name: str) -> str:
+    """NAME if it can name an instance (1-32 letters, digits, _ and -: a directory and an MQTT id), else ValueError."""
+    if not _INSTANCE_RE.fullmatch(name or ""):
+        raise ValueError(f"instance name {name!r}: use 1 to 32 letters, digits, '_' or '-'")
+    return name
 
-    The default is /run/emod for root or where a daemon already serves there (the systemd
-    unit); otherwise ``$XDG_RUNTIME_DIR/emod`` or ``/tmp/emod-UID`` so a user can run emod too.
+
+def runtime_dir(value: str | os.PathLike | None = None, instance: str | None = None) -> Path:
+    """The runtime directory: BASE, or BASE/INSTANCE for an instance (``-i NAME``; emod@NAME.service).
+
+    BASE is the given value, else ``$EMOD_RUNTIME_DIR``, else /run/emod for root or where a daemon
+    already serves there (the systemd units), else ``$XDG_RUNTIME_DIR/emod`` or ``/tmp/emod-UID`` so a
+    user can run emod too. This and :func:`state_dir` are the one place that maps an instance to its
+    directories: /run/emod/NAME for the unit, whose ``EMOD_RUNTIME_DIR`` is /run/emod.
     """
+    if instance is not None:
+        instance_name(instance)
     if value or os.environ.get("EMOD_RUNTIME_DIR"):
-        return Path(value or os.environ["EMOD_RUNTIME_DIR"])
-    if os.geteuid() == 0 or Path(DEFAULT_RUNTIME_DIR, "control.sock").exists():
-        return Path(DEFAULT_RUNTIME_DIR)
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(base) / "emod" if base else Path(f"/tmp/emod-{os.getuid()}")
+        base = Path(value or os.environ["EMOD_RUNTIME_DIR"])
+    elif os.geteuid() == 0 or Path(DEFAULT_RUNTIME_DIR, instance or "", "control.sock").exists():
+        base = Path(DEFAULT_RUNTIME_DIR)
+    else:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        base = Path(xdg) / "emod" if xdg else Path(f"/tmp/emod-{os.getuid()}")
+    return base / instance if instance else base
 
 
-def state_dir(value: str | os.PathLike | None = None) -> Path:
-    """The state directory: the given value, else /var/lib/emod for root, else ``~/.local/state/emod``."""
-    if value:
-        return Path(value)
-    if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+def state_dir(value: str | os.PathLike | None = None, instance: str | None = None) -> Path:
+    """The state directory: ``$STATE_DIRECTORY`` as is (systemd's ``StateDirectory=``, already per instance in
+    emod@.service) when no value is given; else BASE, or BASE/INSTANCE for an instance. BASE is the given value,
+    else /var/lib/emod for root, else ``~/.local/state/emod``."""
+    if instance is not None:
+        instance_name(instance)
+    if not value and os.environ.get("STATE_DIRECTORY"):
         return Path(os.environ["STATE_DIRECTORY"])
-    if os.geteuid() == 0:
-        return Path("/var/lib/emod")
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "emod"
+    if value:
+        base = Path(value)
+    elif os.geteuid() == 0:
+        base = Path("/var/lib/emod")
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "emod"
+    return base / instance if instance else base
 
 
 def endpoint(rundir: Path, name: str) -> str:

@@ -240,6 +240,7 @@ def _did_you_mean(word: str, known) -> str:
 OTHER_ENV = {
     "EMOD_RUNTIME_DIR": "short form of EMOD_DAEMON_RUNTIME_DIR",
     "EMOD_MODELS_DIR": "an extra model registry directory",
+    "EMOD_INSTANCE": "the instance name emod run -i NAME passes to its stages (the MQTT device id)",
     "EMOD_FER2013": "the FER2013 data set, for tools and tests",
     "EMOD_PARENT_PID": "set by the launcher for its stages",
     "EMOD_UNDER_SERVICE": "set by the launcher for its stages under systemd (emod.protocol.SERVICE_ENV)",

@@ -9,6 +9,7 @@ with sensors for dominant emotion, face count, fps and watts. No network here: t
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -33,8 +34,11 @@ SENSORS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def default_device_id() -> str:
-    """The hostname, with anything but letters, digits, _ and - replaced by _."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "emod"
+    """The hostname, with anything but letters, digits, _ and - replaced by _; for an instance (``emod run -i NAME``,
+    ``emod@NAME.service``) HOSTNAME-NAME, so Home Assistant shows one device per camera."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "emod"
+    name = os.environ.get(protocol.INSTANCE_ENV)
+    return f"{host}-{name}" if name else host
 
 
 class Topics:

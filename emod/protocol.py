@@ -73,6 +73,9 @@ OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables th
 # Set to "1" by the launcher in its stages' environment when it runs under systemd (NOTIFY_SOCKET),
 # which it strips from them: a stage then knows it is part of a service (no demo-clip fallback).
 SERVICE_ENV = "EMOD_UNDER_SERVICE"
+#: One emod per camera: the instance NAME (``emod run -i NAME``, ``emod@NAME.service``), set for the launcher and its
+#: stages (emod.mqtt's default device id HOSTNAME-NAME); emod.bus maps the name itself to the directories.
+INSTANCE_ENV = "EMOD_INSTANCE"
 
 # Exit statuses of every emod command: the one table (docs/usage.md "Exit codes" is generated from it).
 EXIT_OK = 0

@@ -80,6 +80,9 @@ def write_fake_vcgencmd(dir: str | Path, output_text: str = PI5_PMIC_READ_ADC, e
 # What `Picamera2.global_camera_info()` reports for a Camera Module 3 on a Raspberry Pi 5 (CAM/DISP 1 port).
 IMX708_INFO = {"Model": "imx708", "Location": 2, "Rotation": 180,
                "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": 0}
+# ... and an HQ camera on the other connector (CAM/DISP 0): a Pi 5 with two cameras lists both, numbered in order.
+IMX477_INFO = {"Model": "imx477", "Location": 2, "Rotation": 0,
+               "Id": "/base/axi/pcie@120000/rp1/i2c@80000/imx477@1a", "Num": 1}
 
 _RGB_FORMATS = {"RGB888": 3, "BGR888": 3, "XRGB8888": 4, "XBGR8888": 4}
 _YUV_FORMATS = ("YUV420", "YVU420")
@@ -386,7 +389,7 @@ class FakePicamera2:
         rgb = np.empty((h, w, 3), np.uint8)
         rgb[:, :, 0] = (np.arange(w) * 255 // max(1, w - 1)).astype(np.uint8)[None, :]
         rgb[:, :, 1] = (np.arange(h) * 255 // max(1, h - 1)).astype(np.uint8)[:, None]
-        rgb[:, :, 2] = 64
+        rgb[:, :, 2] = 64 + 128 * (self.camera_idx % 2)  # camera 1's picture is bluer: two cameras are told apart
         side = max(2, min(w, h) // 6)
         x0 = (n * 7) % max(1, w - side)
         y0 = (n * 3) % max(1, h - side)
@@ -434,11 +437,13 @@ class FakePicamera2:
 
 # --- picamera2 as an installed package, in its failure modes -----------------------------------------------------
 #: What ``write_fake_picamera2`` can make ``import picamera2`` do.
-PICAMERA2_MODES = ("camera", "no-camera", "numpy-abi", "no-libcamera")
+PICAMERA2_MODES = ("camera", "two-cameras", "no-camera", "numpy-abi", "no-libcamera")
 
 _PICAMERA2_PACKAGE = {
     "camera": "from emod.testing import FakePicamera2 as _Fake\n\nPicamera2 = _Fake.variant()\n",
     "no-camera": "from emod.testing import FakePicamera2 as _Fake\n\nPicamera2 = _Fake.variant(cameras=[])\n",
+    "two-cameras": "from emod.testing import IMX477_INFO, IMX708_INFO, FakePicamera2 as _Fake\n\n"
+                   "Picamera2 = _Fake.variant(cameras=[IMX708_INFO, IMX477_INFO])\n",
     # picamera2 imports simplejpeg, compiled against the system numpy; under a numpy 2 venv it raises this
     # (raspberrypi/picamera2 issues #1088, #1170, #1211)
     "numpy-abi": "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
@@ -451,7 +456,8 @@ _PICAMERA2_PACKAGE = {
 def write_fake_picamera2(dir: str | Path, mode: str = "camera") -> Path:
     """Write an importable ``picamera2`` package into DIR (put DIR on PYTHONPATH); returns its folder.
 
-    ``camera``: ``picamera2.Picamera2`` is a :class:`FakePicamera2` with one IMX708; ``no-camera``:
+    ``camera``: ``picamera2.Picamera2`` is a :class:`FakePicamera2` with one IMX708; ``two-cameras``: an
+    IMX708 (camera 0) and an IMX477 (camera 1), as a Pi 5 with both connectors used; ``no-camera``:
     none attached; ``numpy-abi``: the import fails as picamera2's does when the venv's numpy is
     not the system's; ``no-libcamera``: the import fails for want of libcamera's bindings.
     """

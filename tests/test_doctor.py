@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from _fixtures import EMOD, REPO, base_env, tiny_models  # noqa: F401
+from _system import skip_without
 from emod.cli.install_systemd import render_unit
 from emod.doctor.checks import CHECKS
 from emod.sources.picamera2 import is_numpy_abi_error
@@ -71,8 +72,7 @@ def test_doctor_names_picamera2_failures(tmp_path, tiny_models, mode, source, st
 
 def test_doctor_names_a_numpy_abi_clash(tmp_path, tiny_models) -> None:
     """Debian's scipy (numpy 1.x ABI) seen from this numpy 2 environment fails to import: doctor names it, gives the fix, exits 1."""
-    if not (APT_SCIPY / "__init__.py").is_file():
-        pytest.fail(f"{APT_SCIPY} missing: apt-get install python3-scipy (.ci/run does)")
+    skip_without("python3-scipy", (APT_SCIPY / "__init__.py").is_file())
     system = tmp_path / "dist-packages"  # apt's folder, holding only scipy (apt's numpy would otherwise shadow ours)
     system.mkdir()
     (system / "scipy").symlink_to(APT_SCIPY)
@@ -98,7 +98,7 @@ def test_doctor_survives_a_library_that_crashes_python_on_import(tmp_path, tiny_
 
 
 def test_doctor_needs_no_web_libraries(tmp_path, tiny_models) -> None:
-    """The Pi install has no aiohttp/argon2 (they come with [full]): every check still runs (seen by make pi-check)."""
+    """Broken aiohttp/argon2 (base dependencies, but a venv can lose them): every check still runs."""
     blocked = tmp_path / "blocked"
     for mod in ("aiohttp", "argon2"):
         (blocked / mod).mkdir(parents=True)
@@ -149,3 +149,50 @@ def test_output_into_a_closed_pipe_is_not_an_error(cmd, tmp_path):
                        capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
     assert re.search(r"rc=[01]\b", r.stderr), r.stderr
+
+
+def test_doctor_lists_two_cameras_and_refuses_a_missing_one(tmp_path, tiny_models) -> None:
+    """With the fake's two cameras doctor lists both by number, and fails `picamera2:2`, naming the numbers there are."""
+    write_fake_picamera2(tmp_path / "fake", "two-cameras")
+    rc, checks = doctor(tmp_path, tiny_models, 'source = "picamera2:2"', [tmp_path / "fake"])
+    pc = checks["picamera2"]
+    assert pc["status"] == "fail" and "picamera2:2" in pc["verdict"] and "0: imx708, 1: imx477" in pc["verdict"], pc
+    assert "N one of 0, 1" in pc["fix"] and rc == 1, pc
+    assert "(0: imx708, 1: imx477)" in checks["cameras"]["verdict"] and [c["Num"] for c in pc["details"]["cameras"]] == [0, 1]
+
+
+def test_mqtt_password_file_must_be_readable_by_the_service_user_only(tmp_path) -> None:
+    """check_mqtt_password, for a real user (nobody) and a real file: unreadable fails, world-readable warns, 0640 root:group ok."""
+    import pwd
+    import tempfile
+
+    from emod import config
+    from emod.doctor import Context
+    from emod.doctor.readable import check_mqtt_password
+
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    user = pwd.getpwnam("nobody")
+    d = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        secret = d / "mqtt.pass"
+        secret.write_text("s3cret\n")
+        cfg = config.load(None, overrides={"mqtt": {"enabled": True, "username": "emod", "password_file": str(secret)}})
+        ctx = Context(None, cfg, None, tmp_path, user="nobody")
+        os.chown(secret, 0, 0)
+        secret.chmod(0o600)
+        r = check_mqtt_password(ctx)
+        assert r.status == "fail" and "cannot read" in r.verdict and "chown root:nobody" in r.fix and "0640" in r.fix, r
+        secret.chmod(0o644)
+        assert check_mqtt_password(ctx).status == "warn"
+        os.chown(secret, 0, user.pw_gid)
+        secret.chmod(0o640)
+        assert check_mqtt_password(ctx).status == "ok"
+        d.chmod(0o700)  # a parent the user cannot enter
+        assert check_mqtt_password(ctx).status == "fail"
+    finally:
+        d.chmod(0o755)
+        import shutil
+
+        shutil.rmtree(d)

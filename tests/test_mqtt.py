@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -14,6 +13,7 @@ import psutil
 import pytest
 
 from _fixtures import BIN, Daemon, clip, free_port, short_tmp, tiny_models, wait_for  # noqa: F401
+from _system import executable
 from emod import config
 from emod.labels import LABELS
 from emod.mqtt import NO_FACE, DominantWindow, Topics, discovery_configs
@@ -23,8 +23,7 @@ class Broker:
     """Debian's mosquitto on 127.0.0.1:PORT, anonymous, no persistence; start/stop at will."""
 
     def __init__(self, root: Path):
-        self.exe = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-        assert self.exe, "mosquitto is not installed (apt-get install mosquitto; .ci/run does)"
+        self.exe = executable("mosquitto", "mosquitto")
         self.port = free_port()
         self.conf = root / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -231,7 +230,7 @@ def test_tls_with_a_ca_file_and_a_password_file(short_tmp):
     broker = Broker(short_tmp)
     tls = _tls_files(short_tmp)
     passwd = short_tmp / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "emod", "s3cret pass"], check=True, capture_output=True, timeout=30)
+    subprocess.run([executable("mosquitto", "mosquitto_passwd"), "-b", "-c", str(passwd), "emod", "s3cret pass"], check=True, capture_output=True, timeout=30)
     (short_tmp / "mqtt-password").write_text("s3cret pass\n")
     # mosquitto started by root drops to its own user before it reads these: let it
     short_tmp.chmod(0o755)

@@ -42,7 +42,7 @@ def test_package_makes_a_loadable_registry_model(tmp_path, capsys) -> None:
     assert "wrote" in capsys.readouterr().out
     m = json.loads((out / "manifest.json").read_text())
     assert m["name"] == "mine" and m["format"] == "hf-safetensors" and m["labels"] == list(LABELS)
-    assert m["input_size"] == 48 and m["tta"] == "hflip" and set(m["files"]) == {"config.json", "model.safetensors"}
+    assert m["input_size"] == 48 and m["tta"] == "hflip" and set(m["files"]) == {"config.json", "model.safetensors", "model.onnx"}
     clf = classifier.load(str(out))
     probs = clf.classify([np.full((48, 48), 128, np.uint8), np.zeros((60, 60), np.uint8)])
     assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)

@@ -204,7 +204,7 @@ def test_hostile_http(daemon, view) -> None:
     assert daemon.proc.poll() is None and view.proc.poll() is None
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed: sudo apt-get install chromium (or make system-deps as root)")
 def test_page_login_in_headless_chromium(daemon, tmp_path) -> None:
     """Chromium gets the login form, logs in through it, and then shows live numbers, the video and the emotion panels."""
     pw = tmp_path / "viewer.passwd"

@@ -2,7 +2,9 @@
 """Turn a trained Hugging Face model directory into a registry model (the ``full`` model emod ships).
 
 Copies ``config.json`` and ``model.safetensors`` from ``tools/train.py``'s ``OUT/model``
-into the registry directory and writes its ``manifest.json`` (SHA-256 of each file, label
+into the registry directory, exports their fp32 ONNX twin ``model.onnx`` (``tools/export_onnx.py``:
+the same probabilities within 1e-5, served by ONNX Runtime where PyTorch is not installed), and
+writes its ``manifest.json`` (SHA-256 of each file, label
 order, input size and normalisation from the training run's preprocessor config). The
 metrics come afterwards from ``tools/evaluate.py --write-manifest``:
 
@@ -31,6 +33,7 @@ from emod.cli.argtypes import plain  # noqa: E402
 from emod.labels import LABELS  # noqa: E402
 from emod.models import registry  # noqa: E402
 from emod.training.build import model_meta  # noqa: E402
+from emod.training.export import add_onnx  # noqa: E402
 
 FILES = ("config.json", "model.safetensors")
 
@@ -58,6 +61,7 @@ def package(src: Path, dst: Path, name: str, tta: str | None = None, description
     manifest = registry.write_manifest(tmp, name, "hf-safetensors", meta["input_size"], meta["emod_preprocess"],
                                        description=desc, extra={"trained_on": meta["trained_on"],
                                                                 **({"tta": tta} if tta else {})})
+    manifest, _ = add_onnx(tmp)  # the fp32 ONNX twin: serves without PyTorch (the Pi install, make run)
     old = dst.with_name(dst.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if dst.exists():
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         m = package(args.model, args.out, args.name or args.out.name, args.tta, args.description)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ArithmeticError) as e:
         print(f"package: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({m['name']}: {', '.join(f'{k} {v[:12]}' for k, v in m['files'].items())})")

@@ -20,7 +20,13 @@ machine's result computed now with the same commit:
 - ``quant_agreement`` / ``quant_max_abs_diff``: ``quant`` on 400 seeded PrivateTest faces, top-label
   agreement and largest absolute probability difference (``quant_tensor_identical``: same input tensor);
 - ``full_ok``: ``pip install -e '.[full]'`` (torch 2.13.0) works and ``full`` gives the same top labels;
-- ``run_ok``: ``emod run --source demo --duration 30`` reaches its first result and exits 0.
+- ``run_ok``: ``emod run --source demo --duration 30`` reaches its first result and exits 0;
+- ``surfaces_ok``: one entry per surface a Pi owner uses, from ``tools/pi_surfaces.py`` run in the root with
+  the venv's Python (after ``apt-get install mosquitto systemd`` there), before ``[full]`` is installed, so
+  ``set-model full`` runs without PyTorch: the web page, ``/api/emotions`` and ``/events``; ``emod-view passwd
+  --stdin`` (Argon2id); the login off loopback; ``[mqtt]`` ``online`` and discovery on mosquitto; ``emod events
+  --json``; ``emod doctor --json``; ``set-model full`` then ``quant``; ``systemd-analyze verify`` (``null`` where
+  the root's systemd cannot run it); no traceback.
 
 Writes ``{"releases": {"bookworm": {...}, "trixie": {...}}, ...}`` and exits 1 when a check
 fails (quant needs >= 99.5 % agreement), 2 when emulation cannot be set up (the command and
@@ -311,6 +317,10 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
             res["doctor"] = {c["name"]: f"{c['status']}: {c['verdict']}" for c in json.loads(out)["checks"]}
         except ValueError:
             res["doctor"] = f"no JSON (exit {rc})"
+        # every surface a Pi owner uses, on the Pi install as it is (no torch yet)
+        t0 = time.monotonic()
+        res["surfaces_ok"], res["surfaces"] = check_surfaces(root)
+        secs["surfaces"] = round(time.monotonic() - t0, 1)
         # quant (and full) on the same faces, here and there
         np.save(root.path / "tmp" / "faces.npy", faces)
         models = ["quant"]
@@ -370,9 +380,31 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
         root.close()
 
 
+SURFACE_PACKAGES = "mosquitto systemd"  # Debian's broker for [mqtt]; systemd-analyze for the units
+
+
+def check_surfaces(root: Root) -> tuple[dict, dict]:
+    """({surface: true | false | null}, {surface: detail}) from tools/pi_surfaces.py run inside ROOT's venv."""
+    rc, _ = root.sh(f"apt-get install -y -q {SURFACE_PACKAGES}", timeout=1800)
+    rc, out = root.out(".venv/bin/python tools/pi_surfaces.py --bin .venv/bin --timeout 600", timeout=5400)
+    try:
+        report = json.loads(out)
+        return report["surfaces_ok"], report["details"]
+    except (ValueError, KeyError):
+        return {"pi_surfaces": False}, {"pi_surfaces": f"no report (exit {rc}): {out[-400:]}"}
+
+
+def failed_surfaces(r: dict) -> list[str]:
+    """surfaces_ok's false entries (null: could not be tried in that root)."""
+    return [k for k, v in (r.get("surfaces_ok") or {}).items() if v is False]
+
+
 def verdict(r: dict) -> list[str]:
     """The names of the failed checks of one release."""
     bad = [k for k in ("install_ok", "numpy_abi_ok", "analyze_ok", "run_ok", "full_ok") if r.get(k) is False]
+    bad += [f"surfaces_ok.{k}" for k in failed_surfaces(r)]
+    if r.get("install_ok") and "surfaces_ok" not in r:
+        bad.append("surfaces_ok")
     if (r.get("quant_agreement") or 0) < QUANT_MIN_AGREEMENT:
         bad.append("quant_agreement")
     return bad

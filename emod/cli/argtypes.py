@@ -15,6 +15,23 @@ def plain(doc: str) -> str:
     return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", doc))
 
 
+def instance(text: str) -> str:
+    """An instance name (see :func:`emod.bus.instance_name`)."""
+    from emod.bus import instance_name
+
+    try:
+        return instance_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_instance_arg(p: argparse.ArgumentParser) -> None:
+    """``-i/--instance NAME``: the emod run as ``emod run -i NAME`` or ``emod@NAME.service`` (runtime dir /run/emod/NAME)."""
+    p.add_argument("-i", "--instance", type=instance, metavar="NAME",
+                   help="the emod instance NAME (emod@NAME.service): its sockets are in /run/emod/NAME (BASE/NAME "
+                        "with --runtime-dir BASE)")
+
+
 def positive_float(text: str) -> float:
     """A number > 0 (seconds, minutes); ``0``, negatives, ``nan`` and ``inf`` are refused."""
     try:

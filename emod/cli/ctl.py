@@ -16,7 +16,8 @@ import argparse
 import json
 import sys
 
-from emod import protocol
+from emod import bus, protocol
+from emod.cli.argtypes import add_instance_arg
 from emod.client import Client, ClientError
 from emod.launcher.control import COMMANDS
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?", help="model name for set-model")
     p.add_argument("--json", action="store_true", help="print the raw JSON reply")
     p.add_argument("--runtime-dir", help="runtime directory of the daemon (env EMOD_RUNTIME_DIR)")
+    add_instance_arg(p)
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the reply")
     args = p.parse_args(argv)
     args_out = {}
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("set-model needs a model name (emod-ctl models lists them)")
         args_out["name"] = args.name
     timeout = args.timeout or (90.0 if args.command == "set-model" else 5.0)
-    client = Client(args.runtime_dir, timeout)
+    client = Client(bus.runtime_dir(args.runtime_dir, args.instance), timeout)
     try:
         result = client.call(args.command, **args_out)
     except ClientError as e:

@@ -18,6 +18,7 @@ import json
 import signal
 import sys
 
+from emod.cli.argtypes import add_instance_arg
 from emod.cli.pipe import reader_gone
 
 
@@ -26,6 +27,7 @@ def _args(argv):
     p.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
     p.add_argument("--changes", action="store_true", help="only track starts, label changes and track ends")
     p.add_argument("--runtime-dir", help="runtime directory of the daemon (env EMOD_RUNTIME_DIR)")
+    add_instance_arg(p)
     p.add_argument("--connect", metavar="tcp://HOST:PORT", help="a remote daemon's [remote] preview_bind endpoint")
     p.add_argument("--server-key", help="the remote daemon's public key file (with --connect)")
     p.add_argument("--client-key", help="this client's secret key file NAME.key_secret (with --connect)")
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        sub = Subscriber(args.runtime_dir, args.connect, args.server_key, args.client_key)
+        from emod import bus
+
+        sub = Subscriber(None if args.connect else bus.runtime_dir(args.runtime_dir, args.instance), args.connect, args.server_key, args.client_key)
     except ValueError as e:
         print(f"emod events: {e}", file=sys.stderr)
         return 2

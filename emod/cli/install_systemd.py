@@ -9,11 +9,17 @@ prefixed with ``would:`` and changes nothing):
    existing user is only added to ``video``;
 2. write the default configuration (:func:`emod.config.default_toml`) to ``--config``
    unless that file exists: an existing file is never overwritten;
-3. copy ``emod.service`` and ``emod-stage@.service`` from the ``systemd/`` folder beside
-   the ``emod`` package into ``--unit-dir``, with the ``/opt/emod/.venv`` prefix and the
-   ``/etc/emod/emod.toml`` path replaced by ``--prefix`` and ``--config``;
+3. copy ``emod.service``, ``emod-stage@.service``, ``emod@.service`` (one emod per camera) and
+   ``emod-view.service`` (the web page) from the ``systemd/`` folder beside the ``emod`` package
+   (or a wheel's ``share/emod/systemd``) into ``--unit-dir``, with the ``/opt/emod/.venv`` prefix
+   and the ``/etc/emod/emod.toml`` path replaced by ``--prefix`` and ``--config``;
 4. ``systemctl daemon-reload`` and, unless ``--no-enable``, ``systemctl enable emod.service``
    (it is not started: ``systemctl start emod``).
+
+``--instance NAME`` installs the same units but writes the config ``/etc/emod/NAME.toml`` and
+enables ``emod@NAME.service`` instead: one emod per camera, each with its own sockets
+(``/run/emod/NAME``), state (``/var/lib/emod/NAME``) and MQTT device id. Run it once per camera,
+then set ``[capture] source = "picamera2:N"`` in each config.
 
 Access for other users: the service's runtime directory ``/run/emod`` is created by
 systemd with mode 0750, owner ``emod``, group ``emod``, and emod creates its sockets
@@ -38,11 +44,13 @@ from pathlib import Path
 
 import emod
 from emod import config
+from emod.cli.argtypes import instance as instance_arg
 
 USER = GROUP = "emod"
 HOME = "/var/lib/emod"
 DEVICE_GROUPS = ("video",)
-UNITS = ("emod.service", "emod-stage@.service")
+UNITS = ("emod.service", "emod-stage@.service", "emod@.service", "emod-view.service")
+INSTANCE_CONFIG = "/etc/emod/{}.toml"  # as written in emod@.service (/etc/emod/%i.toml)
 DEFAULT_PREFIX = "/opt/emod/.venv"  # as written in the shipped unit files
 DEFAULT_CONFIG = "/etc/emod/emod.toml"
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
@@ -139,7 +147,7 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def plan(prefix: str, config_path: str, unit_dir: str, enable: bool) -> list[Action]:
+def plan(prefix: str, config_path: str, unit_dir: str, enable: bool, instance: str | None = None) -> list[Action]:
     """The actions an install takes on this machine now (reads state, changes nothing)."""
     src = unit_source_dir()
     actions: list[Action] = []
@@ -164,16 +172,17 @@ def plan(prefix: str, config_path: str, unit_dir: str, enable: bool) -> list[Act
     udir = Path(unit_dir)
     if not udir.is_dir():
         actions.append(Action(f"mkdir {udir}", lambda: udir.mkdir(mode=0o755, parents=True, exist_ok=True)))
+    unit_config = DEFAULT_CONFIG if instance else config_path  # emod@.service names /etc/emod/%i.toml itself
     for name in UNITS:
-        text = render_unit((src / name).read_text(), prefix, config_path)
+        text = render_unit((src / name).read_text(), prefix, unit_config)
         what = f"install {src / name} -> {udir / name}"
-        if (prefix, config_path) != (DEFAULT_PREFIX, DEFAULT_CONFIG):
-            what += f" (for {prefix}/bin/emod --config {config_path})"
+        if (prefix, unit_config) != (DEFAULT_PREFIX, DEFAULT_CONFIG):
+            what += f" (for {prefix}/bin/emod --config {unit_config})"
         actions.append(Action(what, lambda p=udir / name, t=text: _write(p, t)))
 
     actions.append(_cmd(["systemctl", "daemon-reload"]))
     if enable:
-        actions.append(_cmd(["systemctl", "enable", "emod.service"]))
+        actions.append(_cmd(["systemctl", "enable", f"emod@{instance}.service" if instance else "emod.service"]))
     return actions
 
 
@@ -185,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="config file; written only if absent (default %(default)s)")
     p.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR, help="where the unit files go (default %(default)s)")
     p.add_argument("--no-enable", action="store_true", help="do not run 'systemctl enable emod.service'")
+    p.add_argument("--instance", type=instance_arg, metavar="NAME",
+                   help="one emod per camera: config /etc/emod/NAME.toml, enable emod@NAME.service")
     p.add_argument("--force", action="store_true", help="install even where the service cannot see --prefix or --config")
     args = p.parse_args(argv)
+    if args.instance:
+        if args.config != DEFAULT_CONFIG:
+            p.error("--instance NAME uses /etc/emod/NAME.toml (emod@.service names it): drop --config")
+        args.config = INSTANCE_CONFIG.format(args.instance)
 
     if not args.dry_run and os.geteuid() != 0:
         print("emod install-systemd: must run as root (use sudo, or --dry-run to see the actions)", file=sys.stderr)
@@ -202,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"emod install-systemd: error: {msg} (or --force)", file=sys.stderr)
                     return 2  # a refused request (emod.protocol.EXIT_USAGE)
                 print(f"emod install-systemd: warning: {msg}", file=sys.stderr)
-        actions = plan(prefix, config_path, unit_dir, enable=not args.no_enable)
+        actions = plan(prefix, config_path, unit_dir, enable=not args.no_enable, instance=args.instance)
         if not os.access(f"{prefix}/bin/emod", os.X_OK):
             print(f"emod install-systemd: note: {prefix}/bin/emod does not exist (yet); see --prefix", file=sys.stderr)
         for action in actions:
@@ -216,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emod install-systemd: error: {e}", file=sys.stderr)
         return 1
     if not args.dry_run:
-        print("done; start it with: systemctl start emod")
+        print(f"done; start it with: systemctl start {f'emod@{args.instance}' if args.instance else 'emod'}")
     return 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from emod import config, protocol
-from emod.cli.argtypes import positive_float
+from emod.cli.argtypes import add_instance_arg, positive_float
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
@@ -40,6 +41,13 @@ def cmd_run(args) -> int:
     except config.ConfigError as e:
         print(f"emod: config error: {e}", file=sys.stderr)
         return config.EXIT_CONFIG
+    if args.instance:  # one emod per camera: BASE/NAME directories (emod.bus), resolved once for the stages and reloads
+        from emod import bus
+
+        os.environ[protocol.INSTANCE_ENV] = args.instance  # the stages' default MQTT device id (emod.mqtt)
+        d = overrides.setdefault("daemon", {})
+        d["runtime_dir"] = cfg.daemon.runtime_dir = str(bus.runtime_dir(cfg.daemon.runtime_dir or None, args.instance))
+        d["state_dir"] = cfg.daemon.state_dir = str(bus.state_dir(cfg.daemon.state_dir or None, args.instance))
     from emod.sources.spec import problem
 
     if (err := problem(cfg.capture.source)) is not None:  # a file that is not there will not appear by retrying
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--model", help="model name (emod-ctl models); overrides the persisted choice")
     r.add_argument("--state-dir", help="persistent state directory (default /var/lib/emod for root)")
     r.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    add_instance_arg(r)  # one emod per camera: its own runtime and state directories and MQTT device id
     r.add_argument("--loop", action="store_true", help="loop a file source")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("stage", help="run one stage on its own (the launcher does this for each stage)")

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from emod.cli.argtypes import plain
+from emod.cli.argtypes import add_instance_arg, plain
 from emod import bus
 from emod.cli.pipe import reader_gone
 from emod.client import Client, ClientError
@@ -70,12 +70,13 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--history", type=float, metavar="MINUTES", help="summarise the telemetry history of the last MINUTES")
     p.add_argument("--state-dir", help="state directory holding telemetry.jsonl (default /var/lib/emod for root)")
     p.add_argument("--runtime-dir", help="runtime directory of the daemon (env EMOD_RUNTIME_DIR)")
+    add_instance_arg(p)
     args = p.parse_args(argv)
     if args.history is not None:
         from emod.launcher.history import summarize
 
         try:
-            summary = summarize(bus.state_dir(args.state_dir) / "telemetry.jsonl", args.history)
+            summary = summarize(bus.state_dir(args.state_dir, args.instance) / "telemetry.jsonl", args.history)
         except FileNotFoundError as e:
             print(f"emod-stats: no telemetry history: {e}", file=sys.stderr)
             return 1  # emod.protocol.EXIT_FAILURE
@@ -84,7 +85,7 @@ def _main(argv: list[str] | None) -> int:
             return 2
         print(json.dumps(summary, indent=2) if args.json else summary["text"])
         return 0
-    client = Client(args.runtime_dir)
+    client = Client(bus.runtime_dir(args.runtime_dir, args.instance))
     try:
         while True:
             snap = client.call("stats")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import zmq
 
-from emod.cli.argtypes import plain
+from emod.cli.argtypes import add_instance_arg, plain
 from emod import bus, protocol
 
 
@@ -45,7 +45,7 @@ def open_receiver(args):
         from emod import remote
 
         return Receiver(remote.connect_subscriber(ctx, args.connect, args.server_key, args.client_key))
-    rundir = bus.runtime_dir(args.runtime_dir)
+    rundir = bus.runtime_dir(args.runtime_dir, args.instance)
     path = bus.socket_path(rundir, protocol.PREVIEW)
     if not path.exists():
         msg = f"is emod running? no preview socket at {path} (use --runtime-dir or EMOD_RUNTIME_DIR)"
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return passwd.main(argv[1:])
     p = argparse.ArgumentParser(prog="emod-view", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runtime-dir", help="runtime directory of the local daemon (env EMOD_RUNTIME_DIR)")
+    add_instance_arg(p)
     p.add_argument("--connect", metavar="tcp://HOST:PORT", help="attach to a remote daemon's [remote] preview_bind")
     p.add_argument("--server-key", metavar="FILE", help="the daemon's public key file (server.key), with --connect")
     p.add_argument("--client-key", metavar="FILE", help="this viewer's secret key file (NAME.key_secret), with --connect")

@@ -90,7 +90,7 @@ def check_systemd(ctx: Context) -> Result:
         cfg = None
     if cfg is not None:
         src = cfg.capture.source
-        if src not in ("auto", "picamera2", "demo") and not src.startswith("/dev/") and "://" not in src:
+        if src not in ("auto", "picamera2", "demo") and not src.startswith(("/dev/", "picamera2:")) and "://" not in src:
             paths["[capture] source"] = src
         for k in ("yunet_model",):
             if getattr(cfg.infer, k, ""):

@@ -17,6 +17,36 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _torch_importable() -> bool:
+    """Whether PyTorch imports here (it is then imported anyway: the runtime that serves the model needs it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def backend_for(info: registry.ModelInfo) -> tuple[str, str | None]:
+    """Which runtime serves INFO: ``("onnxruntime", ONNX_FILE)`` or ``("torch", None)``.
+
+    An ``onnx`` model runs on ONNX Runtime. An ``hf-safetensors`` model runs on PyTorch when it is
+    installed; without it, on the fp32 ``.onnx`` twin its manifest lists (``tools/export_onnx.py``
+    writes it; same probabilities within 1e-5). Raises ModelError when neither can serve it."""
+    onnx = [f for f in info.manifest["files"] if f.endswith(".onnx")]
+    if len(onnx) > 1:
+        raise registry.ModelError(f"model {info.name!r}: expected at most one .onnx file, found {onnx}")
+    if info.format == "onnx":
+        if not onnx:
+            raise registry.ModelError(f"model {info.name!r}: an onnx model whose manifest lists no .onnx file")
+        return "onnxruntime", onnx[0]
+    if _torch_importable():
+        return "torch", None
+    if onnx:
+        return "onnxruntime", onnx[0]
+    raise registry.ModelError(f"model {info.name!r} needs PyTorch (pip install 'emod[full]'), or an ONNX twin "
+                              f"(python tools/export_onnx.py {info.path}, where PyTorch is installed)")
+
+
 class Classifier:
     """``classify(crops) -> (N, 7) probabilities`` in :data:`emod.labels.LABELS` order."""
 
@@ -26,15 +56,12 @@ class Classifier:
         self.name = info.name
         self.prep = Preprocess.from_manifest(info.manifest)
         self.tta_flip = info.manifest.get("tta") == "hflip"
-        files = list(info.manifest["files"])
         try:
-            if info.format == "onnx":
+            self.backend, onnx_file = backend_for(info)
+            if onnx_file is not None:
                 from emod.models.runtime_onnx import OnnxRuntime
 
-                onnx = [f for f in files if f.endswith(".onnx")]
-                if len(onnx) != 1:
-                    raise registry.ModelError(f"model {info.name!r}: expected one .onnx file, found {onnx}")
-                self.runtime = OnnxRuntime(info.path / onnx[0], threads)
+                self.runtime = OnnxRuntime(info.path / onnx_file, threads)
             else:
                 from emod.models.runtime_torch import TorchRuntime
 

@@ -73,9 +73,13 @@ class Picamera2Source(Source):
             if factory is None:
                 raise SourceError(f"picamera2 is not installed; on a Pi: {APT_FIX}")
         try:
-            if not factory.global_camera_info():
+            cams = factory.global_camera_info()
+            if not cams:
                 raise SourceError("picamera2 finds no camera")
-            cam = factory(self.camera_num)
+            if self.camera_num >= len(cams):
+                raise SourceError(f"picamera2 has no camera {self.camera_num}: it finds "
+                                  + ", ".join(f"{c.get('Num', i)}: {c.get('Model', '?')}" for i, c in enumerate(cams)))
+            cam = factory(camera_num=self.camera_num)
             config = cam.create_video_configuration(
                 main={"size": self.size, "format": "RGB888"},  # libcamera's RGB888 is B,G,R in memory: OpenCV order
                 lores={"size": (self.size[0] // 2, self.size[1] // 2), "format": "YUV420"},

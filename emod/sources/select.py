@@ -92,8 +92,14 @@ def open_source(spec: str, width: int = 640, height: int = 480, fps: float = 30.
                 warn(note)
             else:
                 print(f"emod: source auto: {note}", file=sys.stderr)
-    if spec == "picamera2":
-        return Picamera2Source(spec, width, height, fps)
+    from emod.sources.spec import picamera2_number
+
+    try:
+        camera_num = picamera2_number(spec)
+    except ValueError as e:
+        raise SourceError(str(e)) from None
+    if camera_num is not None:
+        return Picamera2Source(spec, width, height, fps, camera_num=camera_num)
     if spec == "demo":
         return VideoSource(str(DEMO_CLIP))
     if spec.startswith("/dev/video"):
@@ -107,4 +113,4 @@ def open_source(spec: str, width: int = 640, height: int = 480, fps: float = 30.
         return VideoSource(spec)
     from emod.sources.spec import problem
 
-    raise SourceError(problem(spec) or f"source {spec!r} is neither auto, picamera2, demo, a /dev/video device, a URL, a file nor a folder")
+    raise SourceError(problem(spec) or f"source {spec!r} is neither auto, picamera2[:N], demo, a /dev/video device, a URL, a file nor a folder")

@@ -48,7 +48,7 @@ class InferStage(Stage):
         self.loaded: tuple | None = None  # (request id, identity, Classifier | Exception)
         self.pending_reply: tuple | None = None  # (identity, id, deadline)
         self.last_ms = {"detect_ms": 0.0, "classify_ms": 0.0}
-        self.log.info("model loaded", model=self.classifier.name, format=self.classifier.info.format)
+        self.log.info("model loaded", model=self.classifier.name, format=self.classifier.info.format, backend=self.classifier.backend)
 
     # --- control --------------------------------------------------------------------------------------------
     def _send_reply(self, identity: bytes, body: dict) -> None:

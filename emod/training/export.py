@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from emod.models import registry
 
 
 class LogitsOnly(nn.Module):
@@ -72,3 +75,64 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, per
                                           "entropy": CalibrationMethod.Entropy}[method])
     finally:
         pre.unlink(missing_ok=True)
+
+
+
+def export_served_onnx(model_dir: Path, path: Path, input_size: int, opset: int = 17) -> None:
+    """fp32 ONNX of the network the daemon serves from MODEL_DIR's ``config.json`` + ``model.safetensors``.
+
+    The graph is :class:`emod.models.mobilenet_v2.MobileNetV2` (BatchNorm folded), the module
+    :class:`emod.models.runtime_torch.TorchRuntime` runs, so ONNX Runtime serves the same function
+    without PyTorch. Input ``pixel_values`` (N, C, INPUT_SIZE, INPUT_SIZE) float32, C read from the
+    stem convolution; output ``logits`` (N, 7). Raises ValueError for an unloadable directory.
+    """
+    from emod.models.mobilenet_v2 import MobileNetV2
+
+    model = MobileNetV2.from_dir(model_dir).eval()
+    channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    x = torch.zeros(1, channels, input_size, input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["pixel_values"], output_names=["logits"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False)
+
+
+ONNX_NAME = "model.onnx"
+TOLERANCE = 1e-5  # largest |p_onnx - p_torch| allowed, probabilities in [0, 1]
+
+
+def max_prob_diff(model_dir: Path, n: int = 64, seed: int = 0) -> float:
+    """Largest absolute difference between the probabilities (softmax of the logits) of PyTorch and ONNX Runtime
+    on N random inputs (N, C, S, S) drawn in the normalised pixel range of MODEL_DIR's manifest."""
+    from emod.models.classifier import softmax
+    from emod.models.runtime_onnx import OnnxRuntime
+    from emod.models.runtime_torch import TorchRuntime
+
+    m = registry.read_manifest(model_dir)
+    prep = m["preprocess"]
+    c, s = int(prep.get("channels", 1)), int(m["input_size"])
+    lo, hi = (0 - prep["mean"]) / prep["std"], (1 - prep["mean"]) / prep["std"]
+    x = np.random.default_rng(seed).uniform(lo, hi, (n, c, s, s)).astype(np.float32)
+    p_torch = softmax(TorchRuntime(model_dir).logits(x))
+    p_onnx = softmax(OnnxRuntime(model_dir / ONNX_NAME).logits(x))
+    return float(np.abs(p_torch - p_onnx).max())
+
+
+def add_onnx(model_dir: Path, tolerance: float = TOLERANCE) -> tuple[dict, float]:
+    """Write MODEL_DIR/model.onnx and its manifest entry; return (manifest, largest probability difference).
+    ValueError for a directory that is not an hf-safetensors registry model; ArithmeticError (and no file left)
+    when ONNX Runtime's probabilities differ from PyTorch's by more than TOLERANCE."""
+    m = registry.read_manifest(model_dir)
+    if m["format"] != "hf-safetensors":
+        raise ValueError(f"{model_dir}: an {m['format']} model; only an hf-safetensors one has weights to export")
+    export_served_onnx(model_dir, model_dir / ONNX_NAME, int(m["input_size"]))
+    diff = max_prob_diff(model_dir)
+    if not diff <= tolerance:
+        (model_dir / ONNX_NAME).unlink()
+        raise ArithmeticError(f"{model_dir / ONNX_NAME}: probabilities differ from PyTorch's by {diff:.2e} (> {tolerance:.0e})")
+    m["files"] = {p.name: registry.sha256_file(p) for p in sorted(model_dir.iterdir())
+                  if p.is_file() and p.name != registry.MANIFEST}
+    m["description"] = m.get("description", "").replace("served with PyTorch", f"served with ONNX Runtime from {ONNX_NAME}, "
+                                                        "or PyTorch")
+    (model_dir / registry.MANIFEST).write_text(json.dumps(m, indent=2) + "\n")
+    return m, diff

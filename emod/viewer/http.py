@@ -12,6 +12,7 @@ Routes (every one but ``/login`` needs a login when authentication is on):
 ``/api/emotions``      the latest ``emotions`` message (schema: :mod:`emod.protocol`)
 ``/api/timeline``      face-seconds per smoothed label over the last 5 minutes (:mod:`emod.viewer.hubs`)
 ``/events``            Server-Sent Events, one ``data:`` line per ``emotions`` message (``curl -N``)
+``/live``              the page's one connection per tab: frames, emotions, stats, timeline (:mod:`emod.viewer.live`)
 =====================  ===========================================================================
 
 When the local daemon is down, or the daemon runs with ``display.preview = false``, every data
@@ -46,7 +47,7 @@ FIRST_FRAME_S = 5.0
 MAX_STREAMS = 32
 MAX_BODY = 16 * 1024
 EMOTIONS_STALE_S = 5.0
-CSP = ("default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+CSP = ("default-src 'self'; img-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 VIEWER = web.AppKey("viewer", object)
 
@@ -438,6 +439,9 @@ def make_app(viewer: Viewer) -> web.Application:
     r.add_get("/api/emotions", api_emotions)
     r.add_get("/api/timeline", api_timeline)
     r.add_get("/events", events)
+    from emod.viewer.live import live  # here: live.py builds on this module's helpers
+
+    r.add_get("/live", live)
     r.add_static("/static/", str(resources.files("emod.web").joinpath("static")), follow_symlinks=False)
     return app
 

@@ -164,8 +164,10 @@ def retained_of(m, device_id: str, wait_s: float = 1.5, client=None) -> list[str
 
     found: set[str] = set()
     acked = threading.Event()
+    last = [time.monotonic()]
 
     def on_message(c, userdata, msg):
+        last[0] = time.monotonic()
         if msg.retain and msg.payload:
             found.add(msg.topic)
 
@@ -173,5 +175,7 @@ def retained_of(m, device_id: str, wait_s: float = 1.5, client=None) -> list[str
     client.on_subscribe = lambda *a: acked.set()
     client.subscribe([(f"{m.discovery_prefix}/+/{device_id}/+/config", 0), (f"{m.topic_prefix}/{device_id}/#", 0)])
     acked.wait(5.0)
-    time.sleep(wait_s)
+    start = time.monotonic()
+    while time.monotonic() - start < wait_s or time.monotonic() - last[0] < 0.5:  # at least wait_s, then until quiet
+        time.sleep(0.1)
     return sorted(found)

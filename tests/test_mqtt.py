@@ -288,14 +288,15 @@ def test_a_renamed_device_leaves_no_ghost_and_mqtt_forget_clears_any(short_tmp):
 
     try:
         run("kitchen")
-        assert {f"homeassistant/sensor/kitchen/{s}/config" for s in ("dominant_emotion", "faces", "fps", "watts")} <= retained()
+        kitchen = {f"homeassistant/sensor/kitchen/{s}/config" for s in ("dominant_emotion", "faces", "fps", "watts")}
+        wait_for(lambda: kitchen <= retained(), 15, what="kitchen's discovery configs")
         out = run("hall")
-        left = retained()
+        assert "mqtt cleared the retained topics" in out
+        left = wait_for(lambda: (r := retained()) and "homeassistant/sensor/hall/faces/config" in r
+                        and not [t for t in r if "kitchen" in t] and r, 15, what="hall's configs and none of kitchen's")
         print(f"\nretained after kitchen -> hall: {sorted(left)}")
-        assert not [t for t in left if "kitchen" in t], left
-        assert "homeassistant/sensor/hall/faces/config" in left and "mqtt cleared the retained topics" in out
         run("hall", "discovery = false\n")  # sibling: discovery off removes the device from Home Assistant
-        assert not [t for t in retained() if t.startswith("homeassistant/")]
+        wait_for(lambda: not [t for t in retained() if t.startswith("homeassistant/")], 15, what="no discovery config")
         # sibling: a ghost no state directory remembers (a wiped state, another host)
         import paho.mqtt.client as paho
 
@@ -310,7 +311,7 @@ def test_a_renamed_device_leaves_no_ghost_and_mqtt_forget_clears_any(short_tmp):
         r = subprocess.run([str(BIN / "emod"), "mqtt-forget", "oldpi", "--config", str(toml)], capture_output=True, text=True, timeout=60)
         print(f"$ emod mqtt-forget oldpi --config hall.toml\n{r.stdout}")
         assert r.returncode == 0 and r.stdout.startswith("deleted 3 retained topics of device 'oldpi'"), r.stdout + r.stderr
-        assert not [t for t in retained() if "oldpi" in t]
+        wait_for(lambda: not [t for t in retained() if "oldpi" in t], 15, what="oldpi forgotten")
         r = subprocess.run([str(BIN / "emod"), "mqtt-forget", "no/such", "--config", str(toml)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "may hold only" in r.stderr
     finally:

@@ -167,8 +167,8 @@ def retained_of(m, device_id: str, wait_s: float = 1.5, client=None) -> list[str
     last = [time.monotonic()]
 
     def on_message(c, userdata, msg):
-        last[0] = time.monotonic()
-        if msg.retain and msg.payload:
+        if msg.retain and msg.payload:  # a running emod's live messages are not retained: they do not count
+            last[0] = time.monotonic()
             found.add(msg.topic)
 
     client.on_message = on_message
@@ -176,6 +176,6 @@ def retained_of(m, device_id: str, wait_s: float = 1.5, client=None) -> list[str
     client.subscribe([(f"{m.discovery_prefix}/+/{device_id}/+/config", 0), (f"{m.topic_prefix}/{device_id}/#", 0)])
     acked.wait(5.0)
     start = time.monotonic()
-    while time.monotonic() - start < wait_s or time.monotonic() - last[0] < 0.5:  # at least wait_s, then until quiet
-        time.sleep(0.1)
+    while time.monotonic() - start < 10 * wait_s and (time.monotonic() - start < wait_s or time.monotonic() - last[0] < 0.5):
+        time.sleep(0.1)  # at least wait_s, then until no retained message came for 0.5 s
     return sorted(found)

@@ -100,11 +100,14 @@ class Subscriber:
 
 
 class TrackEvents:
-    """Per-track start / change / end events from consecutive ``emotions`` messages.
+    """Per-track start / seen / change / end events from consecutive ``emotions`` messages.
 
-    A client that joins late sees tracks already running as ``start`` (their ``age_s`` says
-    how old they are); ``end`` events come from the message's ``ended`` list, so their
-    duration and shares cover the whole track.
+    ``start`` only when the message says the track began in that frame (its ``started``
+    flag). A client that joins late, or reconnects, first meets tracks already running: that
+    is a ``seen`` event, whose ``age_s`` says how old the track is, never a ``start``. A track
+    id met again with ``started`` true (the daemon restarted and reuses ids) is a new track:
+    a ``start``, not a ``change``. ``end`` events come from the message's ``ended`` list, so
+    their duration and shares cover the whole track.
     """
 
     def __init__(self):
@@ -116,8 +119,10 @@ class TrackEvents:
         for f in message["faces"]:
             face = {"track": f["track"], "label": f["label"], "confidence": f["confidence"], "box": f["box"], "age_s": f["age_s"]}
             before = self.labels.get(f["track"])
-            if before is None:
+            if f.get("started"):
                 out.append({"event": "start", **base, **face})
+            elif before is None:
+                out.append({"event": "seen", **base, **face})
             elif before != f["label"]:
                 out.append({"event": "change", **base, **face, "from": before})
             self.labels[f["track"]] = f["label"]
@@ -143,6 +148,8 @@ def describe_event(event: dict[str, Any]) -> str:
     t = event["track"]
     if event["event"] == "start":
         return f"{clock}  track {t} started: {event['label']} {event['confidence']:.2f}"
+    if event["event"] == "seen":  # a late subscriber's first sight of a running track: not its start
+        return f"{clock}  track {t} seen (age {event['age_s']:.0f} s): {event['label']} {event['confidence']:.2f}"
     if event["event"] == "change":
         return f"{clock}  track {t} changed: {event['from']} -> {event['label']} {event['confidence']:.2f}"
     shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(event["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)

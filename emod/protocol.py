@@ -67,7 +67,8 @@ MQTT_DOMINANT = "dominant_emotion"  # a label, or "none" without faces; retained
 MQTT_FACES = "faces"  # face count of the newest frame; retained, on change
 MQTT_FPS = "fps"  # processed frames per second; retained, every few seconds
 MQTT_WATTS = "watts"  # power draw, or "None" without a reading (Home Assistant: unknown); retained, every few seconds
-MQTT_EVENTS = "events"  # JSON track events (emod.events.TrackEvents): start, change, end
+MQTT_INSTANCE = "instance"  # JSON claim of the instance (client id, host, pid, nonce); not retained: spots a device id clash
+MQTT_EVENTS = "events"  # JSON track events (emod.events.TrackEvents): start, seen, change, end
 OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables them
 
 # Set to "1" by the launcher in its stages' environment when it runs under systemd (NOTIFY_SOCKET),

@@ -103,8 +103,10 @@ class Browser:
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.loop = asyncio.new_event_loop()
         self.ws_url = self._devtools_url()
+        self.devtools = "http://127.0.0.1:" + self.ws_url.split(":")[2].split("/")[0]
         self.ids = 0
         self.session = self.ws = None
+        self.tabs: list = []
         self.loop.run_until_complete(self._open())
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
@@ -114,6 +116,7 @@ class Browser:
             line = self.proc.stderr.readline()
             m = re.search(r"DevTools listening on (ws://\S+)", line)
             if m:
+                self.browser_ws = m.group(1)
                 port = m.group(1).split(":")[2].split("/")[0]
                 for _ in range(100):  # the browser target; we want a page target
                     try:
@@ -161,12 +164,35 @@ class Browser:
     def wait(self, expr: str, timeout: float, what: str):
         return wait_for(lambda: self.eval(expr), timeout, 0.3, what)
 
+    def new_tab(self, url: str, window: bool = False) -> "Tab":
+        """Open URL in a new tab of this browser (in a window of its own with ``window``, so it stays visible).
+
+        All tabs of one browser share its connection pool (6 per host for HTTP/1.1)."""
+        import urllib.request
+
+        async def create() -> str:
+            async with self.session.ws_connect(self.browser_ws) as ws:
+                await ws.send_json({"id": 1, "method": "Target.createTarget", "params": {"url": url, "newWindow": window}})
+                while True:
+                    msg = await asyncio.wait_for(ws.receive_json(), 30)
+                    if msg.get("id") == 1:
+                        return msg["result"]["targetId"]
+
+        target_id = self.loop.run_until_complete(create())
+        with urllib.request.urlopen(f"{self.devtools}/json/list", timeout=10) as r:
+            target = next(t for t in json.load(r) if t["id"] == target_id)
+        tab = Tab(self, target["webSocketDebuggerUrl"])
+        self.tabs.append(tab)
+        return tab
+
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         Path(path).write_bytes(base64.b64decode(data))
 
     def close(self) -> None:
         async def shut():
+            for tab in self.tabs:
+                await tab.ws.close()
             if self.ws is not None:
                 await self.ws.close()
             if self.session is not None:
@@ -180,3 +206,11 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Tab(Browser):
+    """Another tab of a :class:`Browser`: its own DevTools websocket, the browser's loop and session."""
+
+    def __init__(self, browser: Browser, ws_url: str):  # noqa: super().__init__ would start another browser
+        self.loop, self.session, self.ids = browser.loop, browser.session, 0
+        self.ws = self.loop.run_until_complete(self.session.ws_connect(ws_url, max_msg_size=64 * 2**20))

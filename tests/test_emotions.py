@@ -126,6 +126,32 @@ def test_track_events_start_change_end():
     assert all(json.loads(json.dumps(e, allow_nan=False)) == e for e in events)
 
 
+def test_a_late_subscriber_sees_a_running_track_not_its_start():
+    """Joining after a track began (field case: `track 1 started` for a 321 s old track): the first sight is `seen`, with its age."""
+    box = (100, 100, 80, 80)
+    frames = [(i * 0.5, [(box, "happy")]) for i in range(12)]
+    msgs = run(stream(max_age=1.0), frames)
+    ev = TrackEvents()
+    events = [e for m in msgs[6:] for e in ev.feed(m)]  # subscribed 3 s in
+    assert [e["event"] for e in events] == ["seen"]
+    assert events[0]["age_s"] == pytest.approx(3.0)
+    line = describe_event(events[0])
+    assert "track 1 seen (age 3 s): happy" in line and "started" not in line
+    # the same subscriber from the first frame: a start
+    assert [e["event"] for m in msgs for e in TrackEvents().feed(m)][:1] == ["start"]
+
+
+def test_a_reused_track_id_after_a_daemon_restart_is_a_start_not_a_change():
+    """Sibling: the daemon restarted and track ids begin at 1 again; the new track 1 (started) is a start, never `happy -> sad`."""
+    box = (100, 100, 80, 80)
+    ev = TrackEvents()
+    first = run(stream(), [(i * 0.1, [(box, "happy")]) for i in range(5)])
+    second = run(stream(), [(i * 0.1, [(box, "sad")]) for i in range(5)])  # a fresh stream: ids restart
+    events = [e for m in first + second for e in ev.feed(m)]
+    assert [e["event"] for e in events] == ["start", "start"]
+    assert events[1]["label"] == "sad" and "from" not in events[1]
+
+
 def test_describe_is_one_readable_line():
     """A message reads as its clock time and `#track label confidence` per face."""
     line = describe(protocol.decode_emotions(protocol.encode_emotions(good_message())))

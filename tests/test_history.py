@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -154,6 +155,18 @@ def test_daemon_killed_mid_write_leaves_a_readable_history(short_tmp, tiny_model
         d.wait_processing()
         wait_for(lambda: path.exists() and path.read_bytes().count(b"\n") >= 10, 30, what="10 history lines")
         wait_for(lambda: b'"tracks":1' in path.read_bytes(), 30, what="an interval with a face track in the history")
+        # field case: another daemon's 27-minute-old history in the default state directory was read as "last 10 min".
+        # emod-stats --history without --state-dir asks the running daemon where its history is.
+        xdg = short_tmp / "xdg"
+        (xdg / "emod").mkdir(parents=True)
+        write(xdg / "emod" / "telemetry.jsonl", [snap(i, t=time.time() - 27 * 60 - 60 + i) for i in range(60)])
+        env = base_env(tiny_models, STATE_DIRECTORY=str(xdg / "emod"))  # the default state directory, as systemd sets it
+        r = subprocess.run([str(EMOD_STATS), "--history", "1", "--runtime-dir", str(d.rundir)], capture_output=True,
+                           text=True, timeout=30, env=env)
+        print(f"\n$ emod-stats --history 1 --runtime-dir RUNDIR   (an old file in the default state dir)\n{r.stdout[:400]}")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"emod history: last 1 min of {path}") and "asked" not in r.stdout
+        assert f"history of the daemon on {d.rundir}" in r.stdout and "models tiny" in r.stdout
         pids = [d.proc.pid] + [c.pid for c in psutil.Process(d.proc.pid).children(recursive=True)]
         os.killpg(d.proc.pid, signal.SIGKILL)
         d.proc.wait(10)
@@ -178,6 +191,28 @@ def test_daemon_killed_mid_write_leaves_a_readable_history(short_tmp, tiny_model
     r = subprocess.run([str(EMOD_STATS), "--history", "1", "--json", "--state-dir", str(d.statedir)],
                        capture_output=True, text=True, timeout=30, env=base_env(tiny_models))
     assert r.returncode == 0 and json.loads(r.stdout)["records"] == s["records"]
+
+
+def test_an_old_history_says_how_old_never_last_n_min(tmp_path: Path) -> None:
+    """Sibling: no daemon answers, so the default state directory's file is read, and a file 27 min old is labelled by its age."""
+    xdg = tmp_path / "xdg"
+    (xdg / "emod").mkdir(parents=True)
+    hist = xdg / "emod" / "telemetry.jsonl"
+    write(hist, [snap(i, t=time.time() - 27 * 60 - 60 + i) for i in range(60)])
+    env = {**os.environ, "STATE_DIRECTORY": str(xdg / "emod")}  # the default state directory, as systemd sets it
+    r = subprocess.run([str(EMOD_STATS), "--history", "10", "--runtime-dir", str(tmp_path / "run")], capture_output=True,
+                       text=True, timeout=30, env=env)
+    print(f"\n$ emod-stats --history 10   (no daemon; a 27-min-old file)\n{r.stdout[:300]}")
+    assert r.returncode == 0, r.stderr
+    head = r.stdout.splitlines()[:2]
+    assert head[0] == f"emod history: 10 min up to the newest record of {hist}, written 27 min ago: not live (no daemon is writing it now)"
+    assert head[1].startswith(f"(no daemon answers on {tmp_path / 'run'}") and "last 10 min" not in r.stdout
+    r = subprocess.run([str(EMOD_STATS), "--history", "10", "--json", "--state-dir", str(xdg / "emod")], capture_output=True,
+                       text=True, timeout=30)
+    s = json.loads(r.stdout)
+    assert s["live"] is False and 27 * 60 <= s["age_s"] < 28 * 60 and s["source"] == f"--state-dir {xdg / 'emod'}"
+    write(hist, [snap(i, t=time.time() - 60 + i) for i in range(60)])  # a live file: "last 10 min"
+    assert summarize(hist, 10)["text"].startswith("emod history: last 10 min of")
 
 
 def test_stats_without_history_fails_clearly(tmp_path: Path) -> None:

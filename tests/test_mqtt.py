@@ -160,6 +160,7 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         early.close()
         for sensor in ("faces", "fps", "watts"):
             wait_for(lambda: listener.get(f"emod/testpi/{sensor}"), 20, what=f"the {sensor} state")
+        _second_instance_is_named_not_taken_over(d, broker, listener, short_tmp)
 
         def fps_over(seconds: float) -> float:
             samples, end = [], time.monotonic() + seconds
@@ -200,6 +201,119 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
             if client is not None:
                 client.close()
         d.stop()
+        broker.stop()
+
+
+def _stage(toml: Path, root: Path) -> subprocess.Popen:
+    """`emod stage mqtt` on its own (a second emod's mqtt stage), with its own runtime and state directories."""
+    return subprocess.Popen([str(BIN / "emod"), "stage", "mqtt", "--config", str(toml), "--runtime-dir", str(root / "run"),
+                             "--state-dir", str(root / "state")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _second_instance_is_named_not_taken_over(d: Daemon, broker: Broker, listener: Listener, root: Path) -> None:
+    """Field case: two emods with one device id took each other's connection 27 times in 28 s. Now each has its own
+    client id: both stay connected (no takeover, one connect each over an 8 s window), each names the clash in its
+    log, the daemon in `problems`; the second one stopping leaves availability `online` and ends the clash."""
+    other_root = root / "second"
+    other_root.mkdir()
+    other = _stage(mqtt_toml(root, broker.port), other_root)  # the same device_id "testpi"
+    try:
+        clash = lambda: [p for p in (d.stats() or {}).get("problems", []) if "device id 'testpi'" in p]  # noqa: E731
+        named = wait_for(clash, 20, what="the clash in the daemon's problems")
+        print(f"\nproblems: {named}")
+        assert "another emod" in named[0] and "[mqtt] device_id" in named[0]
+        time.sleep(6)  # the old client ids took each other's connection about once a second
+        mq = d.stats()["mqtt"]
+        assert mq["connected"] and mq["connects"] == 1 and mq["clash"], mq
+        assert "already connected" not in broker.log.read_text(errors="replace")
+        other.terminate()
+        out = other.communicate(timeout=20)[0].decode()
+        assert other.returncode == 0, out
+        assert out.count('"mqtt connected"') == 1 and "mqtt device id clash" in out and mq["client_id"] in out, out[-2000:]
+        assert listener.get("emod/testpi/availability")[-1][0] == "online"  # left to the daemon, no flap to offline
+        wait_for(lambda: not clash(), 10, what="the clash to end when the second instance stopped")
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait(10)
+
+
+def test_client_ids_are_unique_per_instance_and_stable_across_restarts(tmp_path):
+    """emod-<device_id>-<hex>: two runtime directories (two cameras on one host) differ; the same one restarted is the same."""
+    from emod.mqtt_instance import ClashDetector, client_id
+
+    a, b = client_id("raspberrypi", tmp_path / "a"), client_id("raspberrypi", tmp_path / "b")
+    assert a != b and a == client_id("raspberrypi", tmp_path / "a") and a.startswith("emod-raspberrypi-")
+    me, other = ClashDetector("pi", a, tmp_path / "a"), ClashDetector("pi", b, tmp_path / "b")
+    assert me.on_claim(me.claim().encode(), False) is None and me.clash is None  # its own claim
+    assert me.on_claim(other.claim().encode(), True) is None and me.clash is None  # a retained claim proves nothing
+    assert me.on_claim(b"garbage", False) is None and me.clash is None
+    began = me.on_claim(other.claim().encode(), False, now=100.0)
+    assert began and b in began and me.current(now=101.0) and not me.current(now=200.0)
+    assert me.on_claim(other.claim().encode(), False, now=101.0) is None  # named once, not per claim
+    me.on_claim(other.claim(leaving=True).encode(), False)
+    assert me.clash is None
+
+
+def test_a_renamed_device_leaves_no_ghost_and_mqtt_forget_clears_any(short_tmp):
+    """Field case: device_id kitchen -> hall on one state directory left kitchen's 4 retained discovery configs.
+    Now the next run deletes the previous id's retained topics; siblings: discovery turned off deletes the configs,
+    and `emod mqtt-forget ID` deletes a device no state remembers."""
+    broker = Broker(short_tmp)
+    broker.start()
+
+    def retained() -> set[str]:
+        seen = Listener(broker.port)
+        time.sleep(1.5)
+        seen.close()
+        return {t for t, msgs in seen.messages.items() if any(p and r for p, r in msgs)}
+
+    def run(device_id: str, extra: str = "") -> None:
+        toml = short_tmp / f"{device_id}.toml"
+        toml.write_text(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\ndevice_id = "{device_id}"\n{extra}')
+        watch = Listener(broker.port)
+        stage = _stage(toml, short_tmp)
+        try:
+            wait_for(lambda: watch.get(f"emod/{device_id}/availability"), 20, what=f"{device_id} online")
+            time.sleep(0.5)
+            stage.terminate()
+            out = stage.communicate(timeout=20)[0].decode()
+            assert stage.returncode == 0, out
+        finally:
+            watch.close()
+            if stage.poll() is None:
+                stage.kill()
+        return out
+
+    try:
+        run("kitchen")
+        kitchen = {f"homeassistant/sensor/kitchen/{s}/config" for s in ("dominant_emotion", "faces", "fps", "watts")}
+        wait_for(lambda: kitchen <= retained(), 15, what="kitchen's discovery configs")
+        out = run("hall")
+        assert "mqtt cleared the retained topics" in out
+        left = wait_for(lambda: (r := retained()) and "homeassistant/sensor/hall/faces/config" in r
+                        and not [t for t in r if "kitchen" in t] and r, 15, what="hall's configs and none of kitchen's")
+        print(f"\nretained after kitchen -> hall: {sorted(left)}")
+        run("hall", "discovery = false\n")  # sibling: discovery off removes the device from Home Assistant
+        wait_for(lambda: not [t for t in retained() if t.startswith("homeassistant/")], 15, what="no discovery config")
+        # sibling: a ghost no state directory remembers (a wiped state, another host)
+        import paho.mqtt.client as paho
+
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="ghost-maker")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        for t in ("homeassistant/sensor/oldpi/faces/config", "homeassistant/binary_sensor/oldpi/x/config", "emod/oldpi/availability"):
+            pub.publish(t, "{}", qos=1, retain=True).wait_for_publish(5)
+        pub.disconnect()
+        pub.loop_stop()
+        toml = short_tmp / "hall.toml"
+        r = subprocess.run([str(BIN / "emod"), "mqtt-forget", "oldpi", "--config", str(toml)], capture_output=True, text=True, timeout=60)
+        print(f"$ emod mqtt-forget oldpi --config hall.toml\n{r.stdout}")
+        assert r.returncode == 0 and r.stdout.startswith("deleted 3 retained topics of device 'oldpi'"), r.stdout + r.stderr
+        wait_for(lambda: not [t for t in retained() if "oldpi" in t], 15, what="oldpi forgotten")
+        r = subprocess.run([str(BIN / "emod"), "mqtt-forget", "no/such", "--config", str(toml)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "may hold only" in r.stderr
+    finally:
         broker.stop()
 
 

@@ -273,3 +273,44 @@ def test_emotion_endpoints(daemon, view) -> None:
     assert tl["labels"] == list(LABELS) and tl["window_s"] == 300 and set(tl["face_s"]) == set(LABELS)
     total = sum(tl["face_s"].values())
     assert total == 0 or abs(sum(tl["shares"].values()) - 1) < 1e-2
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_four_tabs_of_the_page_stay_live(daemon, view) -> None:
+    """Field case: a browser opens at most 6 connections per host; with the stream, /events and polls per page, tab 3
+    never loaded. Now a visible tab holds one /live connection (frames, emotions, telemetry) and a hidden one polls
+    telemetry: four tabs each update their telemetry every second, every visible one shows frames, on at most 6
+    connections. Tabs 0-1 share the browser's first window (0 hidden behind 1), tabs 2-3 have windows of their own.
+    The issue's check is 30 s; here 8 s (EMOD_TABS_WINDOW_S changes it; EMOD_TABS=N opens N windows instead)."""
+    window = float(os.environ.get("EMOD_TABS_WINDOW_S", "8"))
+    n = int(os.environ.get("EMOD_TABS", "4"))
+    windows = [True] * n if "EMOD_TABS" in os.environ else [False, False, True, True]
+    b = Browser()
+    try:
+        tabs = [b.new_tab(f"{view.base}/?tab={i}", window=w) for i, w in enumerate(windows)]
+        for i, tab in enumerate(tabs):
+            tab.wait("+(document.body?.dataset.stats || 0) >= 2 && (document.hidden || document.getElementById('stream')"
+                     ".src.startsWith('blob:'))", 60, f"tab {i} to show telemetry (and frames when visible)")
+        start = [int(t.eval("document.body.dataset.stats")) for t in tabs]
+        frames0 = [int(t.eval("document.body.dataset.frames || 0")) for t in tabs]
+        worst = [0.0] * n
+        t_end = time.monotonic() + window
+        while time.monotonic() < t_end:
+            for i, tab in enumerate(tabs):  # how long ago each tab last updated its telemetry
+                worst[i] = max(worst[i], tab.eval("Date.now() - +document.body.dataset.statsAt") / 1000)
+            time.sleep(0.5)
+        updates = [int(t.eval("document.body.dataset.stats")) - s for t, s in zip(tabs, start)]
+        visible = [not t.eval("document.hidden") for t in tabs]
+        frames = [int(t.eval("document.body.dataset.frames || 0")) - f for t, f in zip(tabs, frames0)]  # shown in the window
+        port = view.base.rsplit(":", 1)[1]
+        conns = subprocess.run(["ss", "-tnH", "state", "established", f"( dport = :{port} )"], capture_output=True,
+                               text=True).stdout.splitlines()
+        print(f"\n{n} tabs over {window:.0f} s: visible {visible},"
+              f" telemetry updates {updates}, longest gap per tab {[round(w, 2) for w in worst]} s, frames shown {frames},"
+              f" {len(conns)} connections browser -> emod-view")
+        assert all(u >= window - 1 for u in updates), updates
+        assert all(w <= 1.6 for w in worst), worst  # sampled every 0.5 s: an update at least once a second
+        assert any(visible) and all(f for f, vis in zip(frames, visible) if vis) and len(conns) <= 6
+        assert visible == ([True] * n if all(windows) else [False, True, True, True]), visible  # a window shows its last tab
+    finally:
+        b.close()

@@ -125,6 +125,17 @@ def test_failed_logins_are_rate_limited_per_address(short_tmp, creds) -> None:
         assert codes == [401] * 5 and code == 429 and 0 < int(headers["Retry-After"]) <= 61
         assert b"Too many failed logins" in body
         assert request(v.base, "/api/stats", source="127.0.0.5", headers={"Authorization": "Bearer x"})[0] == 429
+        # a locked-out browser at / (field case: it saw {"ok":false,...}) gets the login form with the wait
+        code, headers, body = request(v.base, "/", source="127.0.0.5", headers={"Accept": "text/html,*/*;q=0.8"})
+        print(f"locked-out browser at /: {code} {headers['Content-Type']} Retry-After {headers['Retry-After']}")
+        assert code == 429 and headers["Content-Type"].startswith("text/html") and int(headers["Retry-After"]) > 0
+        assert b"Too many failed logins. Try again in" in body and b'name="password"' in body and b'"ok"' not in body
+        # siblings: GET /login and a browser opening another page (no Accept) say the same; scripts keep JSON
+        for path, accept in (("/login", ""), ("/history.json", "text/html")):
+            code, headers, body = request(v.base, path, source="127.0.0.5", headers={"Accept": accept} if accept else None)
+            assert code == 429 and b"Try again in" in body and headers["Content-Type"].startswith("text/html"), (path, code, body[:80])
+        code, headers, body = request(v.base, "/api/stats", source="127.0.0.5")
+        assert code == 429 and json.loads(body)["ok"] is False
         assert login(v.base, "alice", PASSWORD, source="127.0.0.6")[0] == 303
         assert login(v.base, "mallory", PASSWORD, source="127.0.0.6")[0] == 401  # unknown users fail the same way
         code, _, _ = request(v.base, "/login", "POST", {**FORM, "Origin": "http://evil.example"},

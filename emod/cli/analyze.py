@@ -206,7 +206,7 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
         faces, dms, cms = pipe.process(frame)
         rate = fps[0] if fps and fps[0] else 30.0  # video time in seconds; 30 fps when the file does not say
         last_t = idx / rate
-        stream.update([(f.box, f.probs) for f in faces], last_t, last_t, idx, pipe.classifier.name)
+        stream.update([(f.box, f.probs) for f in faces], last_t, last_t, idx, pipe.classifier.name, frame=frame)
         frames += 1
         if args.annotate is not None:
             _write_annotated(args.annotate, stem, idx, image, frame, stream.visible,

@@ -2,7 +2,8 @@
 
     emod events                    readable lines on a terminal, JSON lines otherwise
     emod events --json             one ``emotions`` message per line (schema: emod/protocol.py)
-    emod events --changes          only track starts, label changes and track ends
+    emod events --changes          only track starts, label changes and track ends (a running track
+                                   first met by a late subscriber is "seen", with its age)
     emod events --connect tcp://pi:5560 --server-key server.key --client-key me.key_secret
                                    from a remote daemon with [remote] enabled (as emod-view)
 
@@ -25,7 +26,7 @@ from emod.cli.pipe import reader_gone
 def _args(argv):
     p = argparse.ArgumentParser(prog="emod events", description="Print the live per-face emotions of a running emod.")
     p.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
-    p.add_argument("--changes", action="store_true", help="only track starts, label changes and track ends")
+    p.add_argument("--changes", action="store_true", help="only track starts, label changes and track ends (a running track met late: seen, with its age)")
     p.add_argument("--runtime-dir", help="runtime directory of the daemon (env EMOD_RUNTIME_DIR)")
     add_instance_arg(p)
     p.add_argument("--connect", metavar="tcp://HOST:PORT", help="a remote daemon's [remote] preview_bind endpoint")

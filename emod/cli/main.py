@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         from emod.cli import doctor
 
         return doctor.main(argv[1:])
+    if argv and argv[0] == "mqtt-forget":
+        from emod.cli import mqtt_forget
+
+        return mqtt_forget.main(argv[1:])
     if argv and argv[0] == "keygen":
         from emod.cli import keygen
 
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("events", help="print the live per-face emotions of a running emod (emod events --help)")
     sub.add_parser("doctor", help="check this machine for what emod needs, with fixes (emod doctor --help)")
     sub.add_parser("keygen", help="create CURVE keys for remote viewers (emod keygen --help)")
+    sub.add_parser("mqtt-forget", help="delete a device's retained MQTT topics, so Home Assistant forgets it (emod mqtt-forget --help)")
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -3,7 +3,12 @@
     emod-stats                 human-readable snapshot
     emod-stats --json          the snapshot as JSON (shape documented in docs/usage.md; stable)
     emod-stats --watch         refresh every second
-    emod-stats --history 10    summarise the last 10 minutes of STATE_DIR/telemetry.jsonl
+    emod-stats --history 10    summarise the last 10 minutes of the running daemon's history
+
+--history asks the daemon on the runtime directory where its history is (its state directory);
+with --state-dir, that directory's telemetry.jsonl; with no daemon answering, the default state
+directory's, saying so. The summary names the file, and a file no daemon writes now is labelled
+with its age, never "last N min".
 """
 
 from __future__ import annotations
@@ -56,6 +61,23 @@ def render(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _history_path(args) -> tuple:
+    """(history file or None, how it was chosen / why there is none): --state-dir, else the running daemon's, else the default."""
+    if args.state_dir:
+        return bus.state_dir(args.state_dir, args.instance) / "telemetry.jsonl", f"--state-dir {args.state_dir}"
+    client = Client(bus.runtime_dir(args.runtime_dir, args.instance), timeout=2.0)
+    try:
+        st = client.call("status")
+    except ClientError as e:
+        default = bus.state_dir(None, args.instance) / "telemetry.jsonl"
+        return default, f"no daemon answers on {client.rundir} ({e}); reading the default state directory's file"
+    if "state_dir" not in st:  # a daemon older than this client
+        return bus.state_dir(None, args.instance) / "telemetry.jsonl", f"the daemon on {client.rundir} does not say where its history is; reading the default"
+    if st.get("history") is None:
+        return None, f"the daemon on {client.rundir} writes no history (telemetry.history = false; state directory {st['state_dir']})"
+    return st["history"], f"the history of the daemon on {client.rundir} (state directory {st['state_dir']})"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -76,9 +98,13 @@ def _main(argv: list[str] | None) -> int:
         from emod.launcher.history import summarize
 
         try:
-            summary = summarize(bus.state_dir(args.state_dir, args.instance) / "telemetry.jsonl", args.history)
+            path, source = _history_path(args)
+            if path is None:
+                print(f"emod-stats: {source}", file=sys.stderr)
+                return 1  # emod.protocol.EXIT_FAILURE
+            summary = summarize(path, args.history, source=source)
         except FileNotFoundError as e:
-            print(f"emod-stats: no telemetry history: {e}", file=sys.stderr)
+            print(f"emod-stats: no telemetry history: {e} ({source})", file=sys.stderr)
             return 1  # emod.protocol.EXIT_FAILURE
         except ValueError as e:
             print(f"emod-stats: {e}", file=sys.stderr)

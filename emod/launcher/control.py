@@ -36,7 +36,8 @@ def _status(launcher, args, rid, identity):
             "processed_fps": snap["processed_fps"],
             "inference_ms_p50": snap["inference_ms"]["p50"], "watts": (snap["power"] or {}).get("watts"),
             "stages": {n: {"pid": s["pid"], "alive": s["alive"], "restarts": s["restarts"]} for n, s in snap["stages"].items()},
-            "runtime_dir": str(launcher.rundir)}
+            "runtime_dir": str(launcher.rundir), "state_dir": str(launcher.state_dir),
+            "history": str(launcher.history.path) if launcher.history is not None else None}
 
 
 def _stats(launcher, args, rid, identity):

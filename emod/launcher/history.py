@@ -8,7 +8,10 @@ skipped and counted, never fatal; a record the next run appended right behind su
 line (no newline in between) is recovered.
 
 The window ends at the newest record (so a stopped daemon's last run can still be
-summarised; ``age_s`` says how old that record is) unless ``until`` is given.
+summarised; ``age_s`` says how old that record is) unless ``until`` is given. The text says
+"last N min" only while the file is live (its newest record is younger than ``LIVE_S`` or five
+record intervals); otherwise it names the file's age ("N min up to its newest record, 27 min
+ago: not live"), so an old or another daemon's file is never read as now.
 
 What the summary holds, over the records in the window:
 
@@ -35,6 +38,9 @@ from pathlib import Path
 
 from emod.launcher.emotion_tally import format_shares, sum_intervals
 from emod.launcher.telemetry import percentile
+
+#: A history whose newest record is older than this (s), or than five record intervals, is not live.
+LIVE_S = 60.0
 
 #: Counter paths (in a snapshot) whose window deltas the summary reports.
 FRAME_KINDS = ("captured", "processed", "dropped")
@@ -119,8 +125,12 @@ def _get(rec: dict, *keys):
     return rec
 
 
-def summarize(path: str | Path, minutes: float, until: float | None = None) -> dict:
-    """Summary of the last MINUTES of the history at PATH (see the module docstring), with a ``text`` rendering."""
+def summarize(path: str | Path, minutes: float, until: float | None = None, source: str | None = None) -> dict:
+    """Summary of the last MINUTES of the history at PATH (see the module docstring), with a ``text`` rendering.
+
+    ``source`` says how PATH was chosen (e.g. "asked the daemon on /run/emod"); it is kept and printed.
+    ``live`` is whether the newest record is recent (see ``LIVE_S``).
+    """
     if minutes <= 0:
         raise ValueError("minutes must be positive")
     path = Path(path)
@@ -139,7 +149,11 @@ def summarize(path: str | Path, minutes: float, until: float | None = None) -> d
         "end": window[-1]["time"] if window else None,
         "span_s": round(window[-1]["time"] - window[0]["time"], 1) if window else 0.0,
         "age_s": round(time.time() - window[-1]["time"], 1) if window else None,
+        "source": source,
     }
+    gaps = sorted(b["time"] - a["time"] for a, b in zip(window, window[1:]))
+    interval = gaps[len(gaps) // 2] if gaps else 0.0
+    summary["live"] = summary["age_s"] is not None and summary["age_s"] <= max(LIVE_S, 5 * interval)
     if not window:
         summary.update({"models": [], "stages": {}, "processed_fps": {"mean": None, "min": None}, "latency_ms": {"p50": None, "p95": None},
                         "inference_ms": {"models": [], "p50": None, "p95": None},
@@ -201,9 +215,23 @@ def _num(v, fmt: str = "{:.1f}", none: str = "n/a") -> str:
     return none if v is None else fmt.format(v)
 
 
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
+
+
 def render(s: dict) -> str:
     """The human-readable form of a :func:`summarize` result."""
-    head = f"emod history: last {s['minutes']:g} min of {s['path']}"
+    if s.get("live", True) or s["age_s"] is None:
+        head = f"emod history: last {s['minutes']:g} min of {s['path']}"
+    else:
+        head = (f"emod history: {s['minutes']:g} min up to the newest record of {s['path']}, "
+                f"written {_ago(s['age_s'])} ago: not live (no daemon is writing it now)")
+    if s.get("source"):
+        head += f"\n({s['source']})"
     if not s["records"]:
         return f"{head}\nno records in the window ({s['bad_lines']} unreadable lines)"
     t0 = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["start"]))

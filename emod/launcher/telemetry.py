@@ -154,15 +154,22 @@ class Telemetry:
             "faces_dropped": inf.get("faces_dropped", 0),
             "source": source_block(cap),
             "healthy": supervisor.healthy() and source_ok(cap),
-            "problems": problems(supervisor, cap),
+            "problems": problems(supervisor, cap) + mqtt_problems(self.stage_stats.get("mqtt"), supervisor),
             "emotions": self.emotions.snapshot(),
             "mqtt": _mqtt(self.stage_stats.get("mqtt")) if "mqtt" in supervisor.stages else None,
         }
 
 
+def mqtt_problems(s: dict | None, supervisor) -> list[str]:
+    """The mqtt stage's device id clash, while it lasts (another emod publishes under the same device id)."""
+    if "mqtt" not in supervisor.stages or not supervisor.stages["mqtt"].alive or not (s or {}).get("clash"):
+        return []
+    return [f"mqtt (optional): {s['clash']}"]
+
+
 def _mqtt(s: dict | None) -> dict:
     s = s or {}
-    return {k: s.get(k) for k in ("connected", "connects", "published", "dropped")}
+    return {k: s.get(k) for k in ("connected", "connects", "published", "dropped", "client_id", "clash")}
 
 
 class History:

@@ -147,7 +147,8 @@ class DisplayStage(Stage):
             age = now - r["t_capture"]  # frame gone from the ring: its capture time through the clocks
             t_wall = frame[0]["t_wall"] if frame is not None else time.time() - (age if 0.0 <= age <= 10.0 else 0.0)
             try:
-                message = self.stream.update(faces, r["t_capture"], t_wall, r["seq"], r["model"])
+                message = self.stream.update(faces, r["t_capture"], t_wall, r["seq"], r["model"],
+                                             frame=frame[1] if frame is not None else None)  # a cut ends the tracks
             except ValueError as e:  # e.g. a zero-sized box
                 self.reject("results", e)
                 continue

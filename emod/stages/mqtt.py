@@ -8,7 +8,13 @@ It subscribes to the ``emotions`` stream like any client and publishes with paho
 * ``dominant_emotion`` and ``faces`` (retained) when they change, at most twice a second;
 * ``fps`` and ``watts`` (retained) every ``STATS_PERIOD_S``, from the launcher's snapshot;
 * ``events``: one JSON object per track start, label change and track end;
-* Home Assistant discovery configs (retained) on every connect, when ``discovery`` is on.
+* Home Assistant discovery configs (retained) on every connect, when ``discovery`` is on;
+* ``instance``: a non-retained claim on connect and every ``STATS_PERIOD_S``, to notice a second
+  emod under the same device id (:mod:`emod.mqtt_instance`): named in the log and in ``problems``;
+* on connect, empty retained payloads on the retained topics the previous run (same state
+  directory, same broker) published and this one does not: a renamed device leaves no ghost.
+
+The client id is ``emod-<device_id>-<8 hex>``, one per instance (:func:`emod.mqtt_instance.client_id`).
 
 paho's network thread connects and reconnects with backoff (1 s doubling to 30 s). The
 broker being down or slow never reaches the pipeline: this is a separate process, and the
@@ -26,6 +32,7 @@ from pathlib import Path
 
 from emod import protocol
 from emod.events import Subscriber, TrackEvents
+from emod import bus, mqtt_instance
 from emod.mqtt import NO_FACE, Debounced, DominantWindow, Topics, default_device_id, discovery_configs
 from emod.stages.base import Stage
 
@@ -58,7 +65,10 @@ class MqttStage(Stage):
         self.published = self.dropped = self.connects = self.pending = 0
         self.lock = threading.Lock()
         self.next_stats = 0.0
-        c = self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"emod-{self.topics.device_id}")
+        self.client_id = mqtt_instance.client_id(self.topics.device_id, self.rundir)
+        self.claims = mqtt_instance.ClashDetector(self.topics.device_id, self.client_id, self.rundir)
+        self.record = mqtt_instance.PublishedRecord(bus.state_dir(self.cfg.daemon.state_dir or None))
+        c = self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id)
         if m.username:
             password = Path(m.password_file).read_text().splitlines()[0] if m.password_file else None
             c.username_pw_set(m.username, password)
@@ -70,9 +80,10 @@ class MqttStage(Stage):
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.message_callback_add(self.topics.state(protocol.MQTT_INSTANCE), self._on_claim)
         c.connect_async(m.host, m.port, keepalive=m.keepalive)
         c.loop_start()
-        self.log.info("mqtt connecting", host=m.host, port=m.port, base=self.topics.base)
+        self.log.info("mqtt connecting", host=m.host, port=m.port, base=self.topics.base, client_id=self.client_id)
 
     # --- paho's thread ------------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -83,12 +94,35 @@ class MqttStage(Stage):
         self.log.info("mqtt connected", broker=f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}", connects=self.connects)
         with self.lock:
             self.pending = 0
+        claim_topic = self.topics.state(protocol.MQTT_INSTANCE)
+        client.subscribe(claim_topic, qos=0)
+        client.publish(claim_topic, self.claims.claim(), qos=0)
         client.publish(self.topics.availability, "online", qos=1, retain=True)
+        configs = discovery_configs(self.topics, _version())
         if self.cfg.mqtt.discovery:
-            for topic, config in discovery_configs(self.topics, _version()).items():
+            for topic, config in configs.items():
                 client.publish(topic, json.dumps(config, separators=(",", ":")), qos=1, retain=True)
+        self._clear_stale(client, mqtt_instance.retained_topics(self.topics, self.cfg.mqtt.discovery, configs))
         for state in self.states.values():
             state.forget()  # the main loop publishes the current values again
+
+    def _clear_stale(self, client, current: list[str]) -> None:
+        """Delete the retained topics the previous run published and this one does not (a rename); remember this run's."""
+        broker = f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
+        previous, stale = self.record.stale(broker, current)
+        if stale:
+            n = mqtt_instance.clear(client.publish, stale)
+            self.log.info("mqtt cleared the retained topics of the previous device id", previous=previous,
+                          device_id=self.topics.device_id, topics=n)
+        try:
+            self.record.save(broker, self.topics.device_id, current)
+        except OSError as e:
+            self.log.warning("mqtt cannot remember its retained topics; a later rename leaves them", error=str(e))
+
+    def _on_claim(self, client, userdata, msg) -> None:
+        began = self.claims.on_claim(msg.payload, bool(msg.retain))
+        if began:
+            self.log.warning("mqtt device id clash: " + began, other=self.claims.other, client_id=self.client_id)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.running:
@@ -130,6 +164,7 @@ class MqttStage(Stage):
         if now >= self.next_stats:
             self.next_stats = now + STATS_PERIOD_S
             self._poll_stats()
+            self._send(self.topics.state(protocol.MQTT_INSTANCE), self.claims.claim())
         for suffix, state in self.states.items():
             value = state.due(now)
             if value is not None and self._send(self.topics.state(suffix), value, retain=True):
@@ -148,16 +183,25 @@ class MqttStage(Stage):
         self.states[protocol.MQTT_WATTS].set(f"{watts:.2f}" if watts is not None else "None")  # Home Assistant: unknown
 
     def teardown(self) -> None:
-        if self.client.is_connected():
-            info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=2.0)
-            except (RuntimeError, ValueError):
-                pass
+        if self.claims.current():  # another emod publishes under this device id: its availability stands
+            self.log.info("mqtt leaves availability to the other instance of this device id", other=self.claims.other)
+            self._publish_wait(self.topics.state(protocol.MQTT_INSTANCE), self.claims.claim(leaving=True), retain=False)
+        else:
+            self._publish_wait(self.topics.availability, "offline", retain=True)
         self.client.disconnect()
         self.client.loop_stop()
         self.sub.close()
 
+    def _publish_wait(self, topic: str, payload: str, retain: bool) -> None:
+        """Publish at QoS 1 and wait up to 2 s for the broker's ack (a clean stop's last words)."""
+        if not self.client.is_connected():
+            return
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        try:
+            info.wait_for_publish(timeout=2.0)
+        except (RuntimeError, ValueError):
+            pass
+
     def stats(self) -> dict:
         return {"connected": self.client.is_connected(), "connects": self.connects, "published": self.published,
-                "dropped": self.dropped, "received": self.sub.received}
+                "dropped": self.dropped, "received": self.sub.received, "client_id": self.client_id, "clash": self.claims.clash}

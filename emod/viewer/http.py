@@ -12,6 +12,7 @@ Routes (every one but ``/login`` needs a login when authentication is on):
 ``/api/emotions``      the latest ``emotions`` message (schema: :mod:`emod.protocol`)
 ``/api/timeline``      face-seconds per smoothed label over the last 5 minutes (:mod:`emod.viewer.hubs`)
 ``/events``            Server-Sent Events, one ``data:`` line per ``emotions`` message (``curl -N``)
+``/live``              the page's one connection per tab: frames, emotions, stats, timeline (:mod:`emod.viewer.live`)
 =====================  ===========================================================================
 
 When the local daemon is down, or the daemon runs with ``display.preview = false``, every data
@@ -46,7 +47,7 @@ FIRST_FRAME_S = 5.0
 MAX_STREAMS = 32
 MAX_BODY = 16 * 1024
 EMOTIONS_STALE_S = 5.0
-CSP = ("default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+CSP = ("default-src 'self'; img-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 VIEWER = web.AppKey("viewer", object)
 
@@ -136,6 +137,22 @@ def _login_page(v: Viewer, status: int, message: str = "", next_path: str = "/")
                         headers={"WWW-Authenticate": 'Bearer realm="emod"'} if status == 401 else None)
 
 
+def _wants_page(request: web.Request) -> bool:
+    """A browser navigating (the page itself, or ``Accept: text/html``): it gets a page, never raw JSON."""
+    return request.path in ("/", "/index.html") or "text/html" in request.headers.get("Accept", "")
+
+
+def _locked_out(v: Viewer, request: web.Request, addr: str, wait: float) -> web.Response:
+    """429 for a client locked out after failed logins: the login form with the wait for a browser, JSON for scripts."""
+    retry = {"Retry-After": str(int(wait) + 1)}
+    if _wants_page(request) or request.path == "/login":
+        resp = _login_page(v, 429, f"Too many failed logins. Try again in {wait:.0f} s.",
+                           _safe_next(request.path if request.path != "/login" else request.query.get("next", "/")))
+        resp.headers.update(retry)
+        return resp
+    return error(429, f"too many failed logins from {addr}; retry in {wait:.0f} s", **retry)
+
+
 @web.middleware
 async def headers_middleware(request: web.Request, handler):
     resp = await handler(request)
@@ -159,14 +176,14 @@ async def auth_middleware(request: web.Request, handler):
     addr = _client(request)
     wait = v.limiter.retry_after(addr)
     if wait:
-        return error(429, f"too many failed logins from {addr}; retry in {wait:.0f} s", **{"Retry-After": str(int(wait) + 1)})
+        return _locked_out(v, request, addr, wait)
     if bad_token:
         v.limiter.fail(addr)
         if v.log is not None:
             v.log.warning("bad bearer token", client=addr, path=request.path)
         return error(401, "invalid bearer token", **{"WWW-Authenticate": 'Bearer realm="emod", error="invalid_token"'})
-    if request.path in ("/", "/index.html"):
-        return _login_page(v, 401, next_path="/")
+    if _wants_page(request):
+        return _login_page(v, 401, next_path=_safe_next(request.path))
     return error(401, "login required: log in at /login, or send Authorization: Bearer TOKEN (emod-view passwd --token NAME)",
                  **{"WWW-Authenticate": 'Bearer realm="emod"'})
 
@@ -175,6 +192,9 @@ async def login_get(request: web.Request) -> web.Response:
     v: Viewer = request.app[VIEWER]
     if v.credentials is None:
         raise web.HTTPSeeOther("/")
+    wait = v.limiter.retry_after(_client(request))
+    if wait:
+        return _locked_out(v, request, _client(request), wait)
     return _login_page(v, 200, next_path=_safe_next(request.query.get("next", "/")))
 
 
@@ -196,9 +216,7 @@ async def login_post(request: web.Request) -> web.Response:
     addr = _client(request)
     wait = v.limiter.retry_after(addr)
     if wait:
-        resp = _login_page(v, 429, f"Too many failed logins. Try again in {wait:.0f} s.")
-        resp.headers["Retry-After"] = str(int(wait) + 1)
-        return resp
+        return _locked_out(v, request, addr, wait)
     form = await request.post()
     user, password = str(form.get("user", "")), str(form.get("password", ""))
     next_path = _safe_next(str(form.get("next", "/")))
@@ -421,6 +439,9 @@ def make_app(viewer: Viewer) -> web.Application:
     r.add_get("/api/emotions", api_emotions)
     r.add_get("/api/timeline", api_timeline)
     r.add_get("/events", events)
+    from emod.viewer.live import live  # here: live.py builds on this module's helpers
+
+    r.add_get("/live", live)
     r.add_static("/static/", str(resources.files("emod.web").joinpath("static")), follow_symlinks=False)
     return app
 

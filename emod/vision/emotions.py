@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from emod.labels import LABELS
+from emod.vision.cuts import APPEARANCE_GATE, CutDetector, face_descriptor
 from emod.vision.track import Box, FaceTracker, Track
 
 MAX_FRAME_S = 1.0
@@ -64,7 +65,7 @@ def from_config(d) -> "EmotionStream":
 
     params = {"ema": {"alpha": d.ema_alpha, "lead_frames": d.hysteresis_frames, "margin": d.hysteresis_margin},
               "vote": {"window": d.vote_window}, "none": {}}[d.smoothing]
-    return EmotionStream(FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age,
+    return EmotionStream(FaceTracker(iou_threshold=d.track_iou, max_age=d.track_max_age, appearance_gate=APPEARANCE_GATE,
                                      smoother=lambda: make_smoother(d.smoothing, **params)))
 
 
@@ -76,8 +77,10 @@ class EmotionStream:
     started since start), ``faces`` (faces in the latest frame).
     """
 
-    def __init__(self, tracker: FaceTracker):
+    def __init__(self, tracker: FaceTracker, cuts: CutDetector | None = None):
         self.tracker = tracker
+        self.cuts = cuts  # None: no cut detection (the default, by measurement: emod.vision.cuts)
+        self.cuts_seen = 0  # cuts between shots that ended every track
         self.logs: dict[int, _TrackLog] = {}
         self.face_seconds: Counter[str] = Counter()
         self.tracks_seen = 0
@@ -87,13 +90,23 @@ class EmotionStream:
         self.ended_so_far: list[dict[str, Any]] = []  # every ended summary (emod analyze --summary); keep_ended only
         self.keep_ended = False
 
-    def update(self, faces: Sequence[tuple[Box, Any]], t: float, t_wall: float, seq: int, model: str) -> dict[str, Any]:
+    def update(self, faces: Sequence[tuple[Box, Any]], t: float, t_wall: float, seq: int, model: str,
+               frame: np.ndarray | None = None) -> dict[str, Any]:
         """Track one frame's faces (``[(box, probs), ...]``) at tracker time ``t`` (s) and capture time ``t_wall`` (epoch s).
 
+        ``frame`` (BGR or grey, the picture the faces were found in; None when it is gone) lets a cut
+        between shots end every track, and feeds the tracker's appearance gate when that is on.
         Returns the ``emotions`` header (without ``v``). Raises ValueError for a bad box or
         probability vector (the tracker's checks); then nothing changes.
         """
-        tracks = self.tracker.update(faces, t)
+        looks = None
+        if frame is not None:
+            if self.cuts is not None and self.cuts.update(frame):
+                self.tracker.end_all()  # a new shot: whoever is there now is nobody's continuation
+                self.cuts_seen += 1
+            if self.tracker.appearance_gate > 0:
+                looks = [face_descriptor(frame, box) for box, _ in faces]
+        tracks = self.tracker.update(faces, t, looks=looks)
         dt = 0.0 if self.last_t is None else min(max(t - self.last_t, 0.0), MAX_FRAME_S)
         self.last_t = t
         self.visible = tracks

@@ -23,6 +23,10 @@ with stable integer IDs (1, 2, 3, ...).  Each frame:
    alive (``visible=False``) until ``max_age`` passes.
 
 The smoother of a track is updated only on frames where the track is matched.
+
+A track stays one person: :meth:`FaceTracker.end_all` ends every track at a cut between shots
+(:class:`emod.vision.cuts.CutDetector` decides), and with ``appearance_gate > 0`` a pair whose face
+descriptors (:func:`emod.vision.cuts.face_descriptor`) correlate below the gate is never matched.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def _center(box: Box) -> tuple[float, float]:
 class _State:
     """Mutable per-track state kept inside the tracker."""
 
-    __slots__ = ("id", "box", "raw_probs", "smoothed", "smoother", "last_seen", "hits", "vx", "vy")
+    __slots__ = ("id", "box", "raw_probs", "smoothed", "smoother", "last_seen", "hits", "vx", "vy", "look")
 
     def __init__(self, tid: int, box: Box, probs: np.ndarray, smoother: Smoother, t: float) -> None:
         self.id = tid
@@ -95,6 +99,7 @@ class _State:
         self.hits = 1
         self.vx = 0.0
         self.vy = 0.0
+        self.look: np.ndarray | None = None  # the latest face descriptor (appearance gate)
 
     def predict(self, t: float) -> Box:
         dt = max(0.0, t - self.last_seen)
@@ -148,6 +153,7 @@ class FaceTracker:
         max_area_ratio: float = 2.0,
         velocity_alpha: float = 0.5,
         duplicate_iou: float = 0.3,
+        appearance_gate: float = 0.0,
     ) -> None:
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError("iou_threshold must be in [0, 1]")
@@ -160,6 +166,7 @@ class FaceTracker:
         self.max_area_ratio = float(max_area_ratio)
         self.velocity_alpha = float(velocity_alpha)
         self.duplicate_iou = float(duplicate_iou)
+        self.appearance_gate = float(appearance_gate)
         self._states: list[_State] = []
         self._visible: set[int] = set()
         self._next_id = 1
@@ -170,11 +177,18 @@ class FaceTracker:
         self._visible.clear()
         self._next_id = 1
 
+    def end_all(self) -> None:
+        """End every track now (a cut between shots); IDs go on counting, so a new face never reuses one."""
+        self._states.clear()
+        self._visible.clear()
+
     def update(
-        self, faces: Sequence[tuple[Box, Any]], t: float, include_hidden: bool = False
+        self, faces: Sequence[tuple[Box, Any]], t: float, include_hidden: bool = False,
+        looks: Sequence[np.ndarray | None] | None = None,
     ) -> list[Track]:
         """Match ``faces`` (``[(box, probs), ...]``) at time ``t`` (s) and return tracks by ID.
 
+        ``looks``: one face descriptor (or None) per face, for the appearance gate.
         Returns the tracks matched in this update; with ``include_hidden=True``
         also the live tracks that were missed (``visible=False``).
         """
@@ -188,12 +202,15 @@ class FaceTracker:
             if p.shape[0] != len(LABELS):
                 raise ValueError(f"expected {len(LABELS)} probabilities, got {p.shape[0]}")
 
-        pairs = self._match([s.predict(t) for s in self._states], [d[0] for d in dets])
+        looks = list(looks) if looks is not None else [None] * len(dets)
+        pairs = self._match([s.predict(t) for s in self._states], [d[0] for d in dets],
+                            [s.look for s in self._states], looks)
         matched_dets: set[int] = set()
         self._visible = set()
         for si, di in pairs:
             state = self._states[si]
             state.observe(dets[di][0], dets[di][1], t, self.velocity_alpha)
+            state.look = looks[di] if looks[di] is not None else state.look
             matched_dets.add(di)
             self._visible.add(state.id)
         taken = [dets[di][0] for di in matched_dets]  # boxes of faces that have a track in this frame
@@ -202,6 +219,7 @@ class FaceTracker:
                 continue
             taken.append(box)
             state = _State(self._next_id, box, p, self.smoother_factory(), t)
+            state.look = looks[di]
             self._next_id += 1
             self._states.append(state)
             self._visible.add(state.id)
@@ -215,12 +233,20 @@ class FaceTracker:
             if include_hidden or s.id in self._visible
         ]
 
-    def _match(self, preds: list[Box], boxes: list[Box]) -> list[tuple[int, int]]:
+    def _alike(self, a: np.ndarray | None, b: np.ndarray | None) -> bool:
+        """Whether two face descriptors may be one person (always, with the gate off or a descriptor missing)."""
+        return self.appearance_gate <= 0 or a is None or b is None or float(a @ b) >= self.appearance_gate
+
+    def _match(self, preds: list[Box], boxes: list[Box], old_looks: list | None = None,
+               new_looks: list | None = None) -> list[tuple[int, int]]:
         """Greedy IoU matching, then the centroid-distance fallback; returns (track, det) pairs."""
+        old_looks = old_looks or [None] * len(preds)
+        new_looks = new_looks or [None] * len(boxes)
         cand = [
             (iou(p, b), si, di)
             for si, p in enumerate(preds)
             for di, b in enumerate(boxes)
+            if self._alike(old_looks[si], new_looks[di])
         ]
         cand = [c for c in cand if c[0] > 0 and c[0] >= self.iou_threshold]
         cand.sort(key=lambda c: -c[0])
@@ -239,7 +265,7 @@ class FaceTracker:
             if si in used_s:
                 continue
             for di, b in enumerate(boxes):
-                if di in used_d:
+                if di in used_d or not self._alike(old_looks[si], new_looks[di]):
                     continue
                 area_p, area_b = p[2] * p[3], b[2] * b[3]
                 ratio = max(area_p, area_b) / min(area_p, area_b)

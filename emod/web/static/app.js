@@ -1,6 +1,8 @@
 "use strict";
-// emod-view's page: telemetry (/stats.json, /history.json), the MJPEG stream, per-face emotions
-// (/events, Server-Sent Events) and the 5-minute emotion timeline (/api/timeline).
+// emod-view's page. A visible tab gets everything over one connection, /live (Server-Sent Events: history, stats,
+// timeline, emotions and preview frames); a hidden tab closes it and polls /stats.json once a second (short
+// requests, no connection held). A browser's 6 connections per host then serve 6 visible tabs and any number
+// of hidden ones (emod/viewer/live.py).
 const $ = (id) => document.getElementById(id);
 const HISTORY_S = 300;
 const COLORS = {angry: "#e5534b", disgust: "#8fbf4d", fear: "#b083f0", happy: "#f0c541", sad: "#5aa9f0",
@@ -122,15 +124,6 @@ function renderFaces() {
   }
 }
 
-function startEvents() {
-  const es = new EventSource("/events");
-  es.onmessage = (ev) => { try { latestEmotions = JSON.parse(ev.data); emotionsDirty = true; } catch (e) { /* skip */ } };
-  es.addEventListener("unavailable", () => { latestEmotions = null; emotionsDirty = true; });
-  es.onerror = () => {
-    if (es.readyState === EventSource.CLOSED) { latestEmotions = null; emotionsDirty = true; setTimeout(startEvents, 3000); }
-  };
-}
-
 // --- emotions: the 5-minute timeline --------------------------------------------------------------------
 function drawTimeline() {
   const [g, W, H] = canvasCtx($("timeline"));
@@ -167,61 +160,90 @@ function showShares() {
   }
 }
 
-async function pollTimeline() {
-  try {
-    const r = await fetch("/api/timeline", {cache: "no-store"});
-    const t = await r.json();
-    if (r.ok) { timeline = t; LABELS = t.labels; } else timeline = null;
-  } catch (e) { timeline = null; }
+// --- telemetry, emotions and the stream: one /live connection ----------------------------------------------
+let live = null, frameUrl = null, statsUpdates = 0, framesShown = 0, poller = null;
+
+function onStats(s) {
+  show(s);
+  statsUpdates += 1;  // read by tests: every tab updates its telemetry every second
+  document.body.dataset.stats = String(statsUpdates);
+  document.body.dataset.statsAt = String(Date.now());
+  if (s.ok && (!history.length || history[history.length - 1].t !== s.t)) history.push(s);
+  const cut = Date.now() / 1000 - HISTORY_S;
+  while (history.length && history[0].t < cut) history.shift();
+  drawChart();
+}
+
+function onTimeline(t) {
+  if (t.ok) { timeline = t; LABELS = t.labels; } else timeline = null;
   showShares();
   drawTimeline();
 }
 
-// --- telemetry and the stream ---------------------------------------------------------------------------
-async function tick() {
+function onFrame(b64) {
+  const bin = atob(b64), bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  const url = URL.createObjectURL(new Blob([bytes], {type: "image/jpeg"}));
+  const img = $("stream"), old = frameUrl;
+  frameUrl = url;
+  img.src = url;
+  if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);  // after the new one is drawn
+  $("videomsg").hidden = true;
+  document.body.dataset.frames = String(++framesShown);  // read by tests, as dataset.stats
+}
+
+function json(handler) { return (ev) => { try { handler(JSON.parse(ev.data)); } catch (e) { /* skip a bad event */ } }; }
+
+function startLive() {
+  if (live) return;
+  const es = live = new EventSource("/live");
+  es.addEventListener("history", json((h) => { history = h; drawChart(); }));
+  es.addEventListener("stats", json(onStats));
+  es.addEventListener("timeline", json(onTimeline));
+  es.addEventListener("frame", (ev) => onFrame(ev.data));
+  es.addEventListener("video", json((e) => { $("videomsg").textContent = "no video: " + e.error; $("videomsg").hidden = false; }));
+  es.onmessage = json((m) => { latestEmotions = m; emotionsDirty = true; });
+  es.onerror = async () => {
+    if (es.readyState !== EventSource.CLOSED) { setStatus("reconnecting", false); return; }  // the browser retries
+    live = null; latestEmotions = null; emotionsDirty = true;
+    try {  // refused: say why (a login needed, too many streams, ...)
+      const r = await fetch("/stats.json", {cache: "no-store"});
+      if (r.status === 401) { location.href = "/login"; return; }
+      const s = await r.json();
+      setStatus(s.error || "live stream refused", false);
+    } catch (e) { setStatus("viewer unreachable", false); }
+    if (!document.hidden) setTimeout(startLive, 3000);
+  };
+}
+
+function stopLive() {
+  if (live) { live.close(); live = null; }
+}
+
+async function pollStats() {  // a hidden tab: telemetry only, one short request a second
   try {
     const r = await fetch("/stats.json", {cache: "no-store"});
     if (r.status === 401) { location.href = "/login"; return; }
-    const s = await r.json();
-    show(s);
-    if (s.ok && (!history.length || history[history.length - 1].t !== s.t)) history.push(s);
-    const cut = Date.now() / 1000 - HISTORY_S;
-    while (history.length && history[0].t < cut) history.shift();
-  } catch (e) {
-    setStatus("viewer unreachable", false);
+    onStats(await r.json());
+  } catch (e) { setStatus("viewer unreachable", false); }
+}
+
+function onVisibility() {
+  if (document.hidden) {
+    stopLive();
+    if (!poller) { poller = setInterval(pollStats, 1000); pollStats(); }
+  } else {
+    if (poller) { clearInterval(poller); poller = null; }
+    startLive();
   }
-  drawChart();
 }
 
-async function explainStream() {
-  // an <img> cannot read an error body: ask /snapshot.jpg why there is no picture
-  try {
-    const r = await fetch("/snapshot.jpg", {cache: "no-store"});
-    if (r.ok) { $("videomsg").hidden = true; return; }
-    const e = await r.json();
-    $("videomsg").textContent = "no video: " + (e.error || r.status); $("videomsg").hidden = false;
-  } catch (e) { /* the status line says it */ }
-}
-
-function startStream() {
-  const img = $("stream");
-  img.onload = () => { $("videomsg").hidden = true; };
-  img.onerror = () => { explainStream(); setTimeout(() => { img.src = "/stream.mjpg?t=" + Date.now(); }, 3000); };
-  img.src = "/stream.mjpg";
-}
-
-window.addEventListener("load", async () => {
+window.addEventListener("load", () => {
   if (document.body.dataset.auth === "on") $("logout").hidden = false;
-  try {
-    const r = await fetch("/history.json", {cache: "no-store"});
-    history = r.ok ? await r.json() : [];
-  } catch (e) { history = []; }
-  startStream();
-  startEvents();
-  tick();
-  pollTimeline();
-  setInterval(tick, 1000);
-  setInterval(pollTimeline, 2000);
+  document.addEventListener("visibilitychange", onVisibility);
+  onVisibility();
   setInterval(renderFaces, 250);
+  drawChart();
+  drawTimeline();
 });
 window.addEventListener("resize", () => { drawChart(); drawTimeline(); });

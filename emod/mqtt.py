@@ -76,25 +76,32 @@ def discovery_configs(topics: Topics, version: str) -> dict[str, dict[str, Any]]
 class DominantWindow:
     """The label with the most face-time over the last ``window`` seconds of messages.
 
-    Each message adds, per face, the time since the previous message (capped at 1 s) to its
-    smoothed label. :meth:`label` is :data:`NO_FACE` when the window holds no face-time.
+    Ages on ``clock`` (default ``time.monotonic``; injectable for tests), never on the messages'
+    wall-clock ``t_wall``: NTP stepping the clock (a Pi has no RTC) neither freezes nor empties
+    the window. Each message adds, per face, the clock time since the previous message (capped
+    at 1 s) to its smoothed label. :meth:`label` is :data:`NO_FACE` when the window holds no face.
     """
 
-    def __init__(self, window: float = 5.0):
-        self.window = window
-        self.items: deque[tuple[float, str, float]] = deque()  # (t_wall, label, seconds)
+    def __init__(self, window: float = 5.0, clock=time.monotonic):
+        self.window, self.clock = window, clock
+        self.items: deque[tuple[float, str, float]] = deque()  # (clock time, label, seconds)
         self.last_t: float | None = None
 
+    def _evict(self, now: float) -> None:
+        while self.items and self.items[0][0] < now - self.window:
+            self.items.popleft()
+
     def add(self, message: dict[str, Any]) -> None:
-        t = float(message["t_wall"])
+        """One ``emotions`` message (only its ``faces[].label`` are read)."""
+        t = self.clock()
         dt = 0.0 if self.last_t is None else min(max(t - self.last_t, 0.0), 1.0)
         self.last_t = t
         for f in message["faces"]:
             self.items.append((t, f["label"], dt))
-        while self.items and self.items[0][0] < t - self.window:
-            self.items.popleft()
+        self._evict(t)
 
     def label(self) -> str:
+        self._evict(self.clock())
         time_per_label: Counter[str] = Counter()
         for _, label, dt in self.items:
             time_per_label[label] += dt

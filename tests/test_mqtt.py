@@ -96,19 +96,60 @@ def test_discovery_configs_name_one_device_with_four_sensors():
     assert configs["homeassistant/sensor/pi/dominant_emotion/config"]["options"] == [*LABELS, NO_FACE]
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_dominant_emotion_is_the_label_with_most_face_time_in_the_window():
     """The dominant emotion follows face-time over the last seconds, and is `none` once the window holds no faces."""
-    w = DominantWindow(2.0)
+    clock = FakeClock()
+    w = DominantWindow(2.0, clock=clock)
     face = lambda label: {"label": label}  # noqa: E731
     for i in range(10):
+        clock.t += 0.1
         w.add({"t_wall": i * 0.1, "faces": [face("happy")]})
     assert w.label() == "happy"
     for i in range(10, 40):
+        clock.t += 0.1
         w.add({"t_wall": i * 0.1, "faces": [face("sad")]})
     assert w.label() == "sad"
     for i in range(40, 70):
+        clock.t += 0.1
         w.add({"t_wall": i * 0.1, "faces": []})
     assert w.label() == NO_FACE
+
+
+@pytest.mark.parametrize("step_s", [-3600.0, +3600.0])
+def test_a_wall_clock_step_does_not_freeze_the_dominant_emotion(step_s):
+    """Issue 28 kind 8 (field case 09): the wall clock stepped back (or forward) an hour right after the face left.
+
+    The window ages on the monotonic clock: `dominant_emotion` turns `none` within dominant_window + 1 s of the last face,
+    whether the messages' t_wall jumped or not, and also when no message comes at all (label() ages the window too).
+    """
+    clock, wall = FakeClock(), 1_765_000_000.0
+    w = DominantWindow(5.0, clock=clock)
+    for _ in range(200):  # 20 s of a happy face at 10 fps
+        clock.t += 0.1
+        wall += 0.1
+        w.add({"t_wall": wall, "faces": [{"label": "happy"}]})
+    assert w.label() == "happy"
+    t_left, wall = clock.t, wall + step_s  # the face leaves; NTP steps the clock
+    while w.label() != NO_FACE:
+        clock.t += 0.1
+        wall += 0.1
+        w.add({"t_wall": wall, "faces": []})
+        assert clock.t - t_left <= 5.0 + 1.0, "still not `none` after dominant_window + 1 s"
+    # sibling: no messages at all after the face (display stopped): label() alone ages the window
+    w2 = DominantWindow(5.0, clock=clock)
+    w2.add({"t_wall": wall, "faces": [{"label": "sad"}]})
+    clock.t += 5.5
+    assert w2.label() == NO_FACE
 
 
 @pytest.mark.parametrize("section, reason", [

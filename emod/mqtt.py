@@ -37,6 +37,42 @@ def default_device_id() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "emod"
 
 
+class CredentialError(ValueError):
+    """The broker password or CA file cannot be used; the message is one line naming the key and the file."""
+
+
+def read_password(path: str) -> str:
+    """The first line of the ``mqtt.password_file`` (the broker password); CredentialError if missing, unreadable or empty."""
+    import os
+
+    if not os.path.exists(path):
+        raise CredentialError(f"mqtt.password_file: no such file {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().rstrip("\r\n")
+    except PermissionError:
+        import pwd
+
+        who = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() >= 0 else "this user"
+        raise CredentialError(f"mqtt.password_file: {path!r} is not readable by user {who} (fix: chgrp emod {path}; "
+                              f"chmod 0640 {path})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CredentialError(f"mqtt.password_file: cannot read {path!r}: {getattr(e, 'strerror', None) or e}") from None
+    if not first:
+        raise CredentialError(f"mqtt.password_file: {path!r} is empty (the password is its first line)")
+    return first
+
+
+def check_ca_file(path: str) -> None:
+    """CredentialError unless ``mqtt.ca_file`` exists and is readable (it is loaded as PEM when connecting)."""
+    import os
+
+    if not os.path.exists(path):
+        raise CredentialError(f"mqtt.ca_file: no such file {path!r}")
+    if not os.access(path, os.R_OK):
+        raise CredentialError(f"mqtt.ca_file: {path!r} is not readable by this user")
+
+
 class Topics:
     """The topics of one device: ``topics.state(protocol.MQTT_FACES)`` -> ``emod/pi/faces``."""
 

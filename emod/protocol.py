@@ -69,6 +69,10 @@ MQTT_FPS = "fps"  # processed frames per second; retained, every few seconds
 MQTT_WATTS = "watts"  # power draw, or "None" without a reading (Home Assistant: unknown); retained, every few seconds
 MQTT_EVENTS = "events"  # JSON track events (emod.events.TrackEvents): start, change, end
 OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables them
+# The core: capture -> infer -> display. Only these count for the supervisor's give-up rule and the watchdog;
+# every other part (the power and mqtt stages, Prometheus, the history, the saved model choice, the web page) is
+# optional: its failure is reported (healthy, problems, STATUS=, the log) and retried, never fatal.
+CORE_STAGES = ("capture", "infer", "display")
 
 # Set to "1" by the launcher in its stages' environment when it runs under systemd (NOTIFY_SOCKET),
 # which it strips from them: a stage then knows it is part of a service (no demo-clip fallback).

@@ -45,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from emod.client import ClientError, check_runtime_dir
+
     try:
+        if not args.connect:
+            check_runtime_dir(args.runtime_dir)  # 78: too long a path or a symlink; 3: no runtime directory
         sub = Subscriber(args.runtime_dir, args.connect, args.server_key, args.client_key)
+    except ClientError as e:
+        print(f"emod events: {e}", file=sys.stderr)
+        return e.exit_code
     except ValueError as e:
         print(f"emod events: {e}", file=sys.stderr)
         return 2

@@ -47,6 +47,17 @@ def check_config(ctx: Context) -> Result:
     return ok(f"{ctx.config_path}: valid")
 
 
+def check_preflight(ctx: Context) -> Result:
+    """The checks of ``emod validate`` on what the config points at (:mod:`emod.preflight`): the same lines."""
+    from emod import preflight
+
+    found = preflight.problems(ctx.cfg)
+    if found:
+        return fail("; ".join(found), "fix each, then `emod validate" + (f" {ctx.config_path}`" if ctx.config_path else " FILE`"),
+                    problems=found)
+    return ok("MQTT credentials, Prometheus port and runtime directory path usable")
+
+
 def _unit_settings(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():

@@ -343,7 +343,7 @@ class Launcher:
         src = snap["source"]
         line = (f"model {self.active_model}, {snap['processed_fps'] or 0:.1f} fps, inference {snap['inference_ms']['p50'] or 0:.1f} ms, "
                 + (f"{w:.2f} W" if w is not None else "power n/a")
-                + f"; source {src['name']} {src['state']}" + (f": {src['error']}" if src["error"] else ""))
+                + f"; source {src['name'] or self.cfg.capture.source} {src['state']}" + (f": {src['error']}" if src["error"] else ""))
         others = [p for p in snap["problems"] if not p.startswith("source ")]
         return line + (f"; problems: {'; '.join(others)}" if others else "")
 

@@ -154,6 +154,10 @@ def test_a_wall_clock_step_does_not_freeze_the_dominant_emotion(step_s):
 
 @pytest.mark.parametrize("section, reason", [
     ('device_id = "a/b"', "device_id"),
+    ('password_file = "EMPTY"\nusername = "u"', "is empty"),  # issue 28 kind 1: an empty password file
+    ('password_file = "NEWLINE"\nusername = "u"', "is empty"),  # its sibling: a first line with nothing on it
+    ('password_file = "/etc"\nusername = "u"', "cannot read"),  # a directory
+    ('tls = true\nca_file = "/nonexistent/ca.pem"', "mqtt.ca_file: no such file"),
     ('password_file = "/nonexistent"\nusername = "u"', "password_file"),
     ('password_file = "/etc/hostname"', "needs mqtt.username"),
     ('topic_prefix = "emod/#"', "topic_prefix"),
@@ -163,6 +167,9 @@ def test_a_wall_clock_step_does_not_freeze_the_dominant_emotion(step_s):
 def test_emod_validate_checks_the_mqtt_section(tmp_path, section, reason):
     """`emod validate` exits 78 and names the key for a bad [mqtt] section; a good one is valid."""
     bad = tmp_path / "bad.toml"
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "newline").write_text("\nsecond line\n")
+    section = section.replace('"EMPTY"', f'"{tmp_path / "empty"}"').replace('"NEWLINE"', f'"{tmp_path / "newline"}"')
     bad.write_text(f"[mqtt]\nenabled = true\n{section}\n")
     r = subprocess.run([str(BIN / "emod"), "validate", str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode == config.EXIT_CONFIG and reason in r.stderr, r.stderr
@@ -219,6 +226,13 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         broker.stop()
         t_down = time.monotonic()
         during = fps_over(25)
+        # issue 28 kind 7: the outage is visible in emod-stats (plain), emod-ctl status (exit 5, a problem line) and problems
+        plain = subprocess.run([str(BIN / "emod-stats"), "--runtime-dir", str(d.rundir)], capture_output=True, text=True, timeout=30)
+        status = subprocess.run([str(BIN / "emod-ctl"), "status", "--runtime-dir", str(d.rundir)], capture_output=True, text=True,
+                                timeout=30)
+        print("\n" + "\n".join(l for l in plain.stdout.splitlines() if "mqtt" in l) + f"\nemod-ctl status exit {status.returncode}")
+        assert "mqtt DISCONNECTED" in plain.stdout and "problem: mqtt (optional): disconnected" in plain.stdout, plain.stdout
+        assert status.returncode == 5 and "problem: mqtt (optional): disconnected" in status.stdout, status.stdout
         wait_for(lambda: time.monotonic() - t_down >= 30, 40, 0.5, "30 s of broker outage")
         s = d.stats()
         assert d.proc.poll() is None and s["stages"]["mqtt"]["alive"] and _stage_pid(d, "mqtt") == mqtt_pid
@@ -237,6 +251,11 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         assert dropped > 0
         assert d.stop() == 0
         wait_for(lambda: listener.get("emod/testpi/availability")[-1][0] == "offline", 10, what="`offline` after SIGTERM")
+        # every log line carries its stage, paho's callbacks (another thread) included
+        events = [json.loads(l) for l in d.output().splitlines() if l.startswith("{")]
+        paho_lines = [e for e in events if e.get("event", "").startswith(("mqtt connected", "mqtt disconnected"))]
+        assert len(paho_lines) >= 2 and all(e.get("stage") == "mqtt" for e in paho_lines), paho_lines
+        assert all("stage" in e for e in events), [e for e in events if "stage" not in e][:3]
     finally:
         for client in (early, listener):
             if client is not None:
@@ -301,4 +320,44 @@ def test_tls_with_a_ca_file_and_a_password_file(short_tmp):
             stage.kill()
             stage.wait(10)
         listener.close()
+        broker.stop()
+
+
+def test_bad_credentials_are_an_mqtt_problem_and_the_sensor_keeps_sensing(short_tmp, tiny_models, clip):
+    """Issue 28 kind 1 (field case 04): an empty password file, then a password the broker refuses. Neither stops the sensor:
+    frames.processed keeps rising, no stage restarts, `problems` names MQTT (exit 5 from emod-ctl status); the stage reads the
+    file again with backoff, so fixing it needs no restart."""
+    broker = Broker(short_tmp)
+    passwd = short_tmp / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "emod", "right"], check=True, capture_output=True, timeout=30)
+    short_tmp.chmod(0o755)
+    passwd.chmod(0o644)
+    broker.conf.write_text(f"listener {broker.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\npersistence false\n")
+    broker.start()
+    pw = short_tmp / "mqtt-password"
+    pw.write_text("")
+    toml = short_tmp / "emod.toml"
+    toml.write_text(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "emod"\n'
+                    f'password_file = "{pw}"\ndevice_id = "pwpi"\nkeepalive = 5\n')
+    assert subprocess.run([str(BIN / "emod"), "validate", str(toml)], capture_output=True, timeout=60).returncode == 78
+    d = Daemon(short_tmp, tiny_models, clip, args=("--config", str(toml)))
+    try:
+        first = d.wait_processing()["frames"]["processed"]
+
+        def problem(word):
+            s = d.stats()
+            return s and [p for p in s["problems"] if p.startswith("mqtt") and word in p] and s
+
+        s = wait_for(lambda: problem("is empty"), 20, 0.5, "problems naming the empty password file")
+        print("\n" + s["problems"][0])
+        pw.write_text("wrong\n")  # the stage reads it again (5 s, then 10 s): now the broker refuses the login
+        s = wait_for(lambda: problem("refused"), 30, 0.5, "problems naming the refused login")
+        print(s["problems"][0])
+        status = subprocess.run([str(BIN / "emod-ctl"), "status", "--runtime-dir", str(d.rundir)], capture_output=True,
+                                text=True, timeout=30)
+        assert status.returncode == 5 and "problem: mqtt (optional): refused" in status.stdout, status.stdout
+        assert d.proc.poll() is None and s["frames"]["processed"] > first
+        assert all(st["restarts"] == 0 for st in s["stages"].values()), s["stages"]
+    finally:
+        d.stop()
         broker.stop()

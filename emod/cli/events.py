@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"emod events: {e}", file=sys.stderr)
         return 2
-    if not sub.available():
+    if not sub.available() and not args.timeout:  # with --timeout, one line at its end says it
         print(f"emod events: is emod running? no socket at {sub.endpoint[len('ipc://'):]} "
               "(use --runtime-dir or EMOD_RUNTIME_DIR); waiting for it", file=sys.stderr)
     as_json = args.json or not sys.stdout.isatty()
@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while True:
             message = sub.recv(args.timeout or None)
+            if message is None and not sub.available():  # nothing ever served there: not reachable (3), as every client
+                print(f"emod events: is emod running? no socket at {sub.endpoint[len('ipc://'):]} within {args.timeout:g} s",
+                      file=sys.stderr)
+                return 3  # emod.protocol.EXIT_UNREACHABLE
             if message is None:
                 print(f"emod events: no message within {args.timeout:g} s: is emod running and capturing? (emod-stats)", file=sys.stderr)
                 return 1

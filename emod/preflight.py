@@ -25,8 +25,8 @@ def prometheus_problem(addr: str) -> str | None:
 
     try:
         host, port = parse_address(addr)
-    except MetricsError as e:
-        return f"telemetry.prometheus: {e}"
+    except MetricsError:
+        return None  # malformed: a config error, reported by config.check
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from _fixtures import Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import EMOD, Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod.launcher.prometheus import MetricsError, MetricsServer, parse_address, render
 
 SNAPSHOT = {
@@ -140,13 +143,60 @@ def test_snapshot_failure_is_a_500_not_a_crash() -> None:
         server.close()
 
 
+def validate(root, addr: str) -> subprocess.CompletedProcess:
+    toml = root / "prom.toml"
+    toml.write_text(f'[telemetry]\nprometheus = "{addr}"\n')
+    return subprocess.run([str(EMOD), "validate", str(toml)], capture_output=True, text=True, timeout=60)
+
+
+def test_validate_and_doctor_check_the_prometheus_address(short_tmp) -> None:
+    """Issue 28 kind 2 (field case 12): a port another program holds, an address not on this host, a malformed address: exit 78
+    naming it; `emod doctor` says the same in its preflight row."""
+    hold = socket.socket()
+    hold.bind(("127.0.0.1", 0))
+    hold.listen()
+    port = hold.getsockname()[1]
+    try:
+        for addr, words in ((f"127.0.0.1:{port}", "already in use"), ("192.0.2.1:9100", "not an address of this host"),
+                            ("localhost", "not HOST:PORT")):
+            r = validate(short_tmp, addr)
+            print(r.stderr.strip().splitlines()[-1])
+            assert r.returncode == 78 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        doc = subprocess.run([str(EMOD), "doctor", "--json", "--config", str(validate(short_tmp, f"127.0.0.1:{port}").args[-1])],
+                             capture_output=True, text=True, timeout=120)
+        row = [c for c in json.loads(doc.stdout)["checks"] if c["name"] == "preflight"][0]
+        assert row["status"] == "fail" and "already in use" in row["verdict"], row
+    finally:
+        hold.close()
+    assert validate(short_tmp, f"127.0.0.1:{port}").returncode == 0  # free again
+
+
 def test_live_daemon_metrics(short_tmp, tiny_models, hamilton) -> None:
-    """A daemon started with EMOD_TELEMETRY_PROMETHEUS serves /metrics with live frame counts and all stages up."""
-    port = free_port()
+    """A daemon started with EMOD_TELEMETRY_PROMETHEUS serves /metrics with live frame counts and all stages up.
+
+    Issue 28 kind 2: the port is held by another program when emod starts: the sensor runs, `problems` names Prometheus,
+    and once the port is free the endpoint comes up by itself (retried with backoff)."""
+    hold = socket.socket()
+    hold.bind(("127.0.0.1", 0))
+    hold.listen()
+    port = hold.getsockname()[1]
     d = Daemon(short_tmp, tiny_models, hamilton, env={"EMOD_TELEMETRY_PROMETHEUS": f"127.0.0.1:{port}"})
     url = f"http://127.0.0.1:{port}/metrics"
     try:
         d.wait_processing()
+        s = wait_for(lambda: (s := d.stats()) and [p for p in s["problems"] if p.startswith("prometheus (optional)")] and s,
+                     20, 0.5, "problems naming Prometheus")
+        print("\n" + s["problems"][0])
+        assert "Address already in use" in s["problems"][0] and d.proc.poll() is None
+        hold.close()
+        def serving():
+            try:
+                return get(url)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(serving, 30, 0.5, "the endpoint once the port is free")
+        assert validate(short_tmp, f"127.0.0.1:{port}").returncode == 0  # served by emod itself: not a conflict
 
         def scrape():
             status, _, body = get(url)

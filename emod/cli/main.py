@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "SIGTERM, emod-ctl quit or --duration. Without --source it uses the config's, "
                                    "'auto' by default: the camera, or the bundled demo clip when there is none. "
                                    f"Exit {protocol.EXIT_OK} on a clean stop, {protocol.EXIT_FAILURE} after too many restarts "
-                                   f"of one stage, {protocol.EXIT_USAGE} for an unknown or broken --model, "
-                                   f"{protocol.EXIT_ALREADY_RUNNING} when another emod runs on this runtime directory, "
-                                   f"{protocol.EXIT_CONFIG} for a bad config or a --source file or folder that does not "
+                                   f"of one core stage, {protocol.EXIT_USAGE} for an unknown or broken --model, "
+                                   f"{protocol.EXIT_ALREADY_RUNNING} when another emod runs on this runtime or state directory, "
+                                   f"{protocol.EXIT_CONFIG} for a bad config, an unusable runtime directory or a --source file or folder that does not "
                                    "exist (python -m emod.protocol prints the whole table).")
     _common_run_args(r)
     r.add_argument("--source", help="auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder")

@@ -9,6 +9,8 @@ with sensors for dominant emotion, face count, fps and watts. No network here: t
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import socket
 import time
@@ -43,17 +45,16 @@ class CredentialError(ValueError):
 
 def read_password(path: str) -> str:
     """The first line of the ``mqtt.password_file`` (the broker password); CredentialError if missing, unreadable or empty."""
-    import os
-
     if not os.path.exists(path):
         raise CredentialError(f"mqtt.password_file: no such file {path!r}")
     try:
         with open(path, encoding="utf-8") as f:
             first = f.readline().rstrip("\r\n")
     except PermissionError:
-        import pwd
-
-        who = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() >= 0 else "this user"
+        try:
+            who = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            who = f"uid {os.geteuid()}"
         raise CredentialError(f"mqtt.password_file: {path!r} is not readable by user {who} (fix: chgrp emod {path}; "
                               f"chmod 0640 {path})") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -65,8 +66,6 @@ def read_password(path: str) -> str:
 
 def check_ca_file(path: str) -> None:
     """CredentialError unless ``mqtt.ca_file`` exists and is readable (it is loaded as PEM when connecting)."""
-    import os
-
     if not os.path.exists(path):
         raise CredentialError(f"mqtt.ca_file: no such file {path!r}")
     if not os.access(path, os.R_OK):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -361,3 +362,21 @@ def test_bad_credentials_are_an_mqtt_problem_and_the_sensor_keeps_sensing(short_
     finally:
         d.stop()
         broker.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="reading as another user needs root and setpriv")
+def test_a_password_file_the_service_user_cannot_read_is_named(short_tmp):
+    """Issue 28 kind 1, sibling: a root-only (0600) password file, read by another user (the service's), is a one-line
+    CredentialError naming the file, the user and the fix (validate/doctor/the mqtt stage all use read_password)."""
+    from _fixtures import REPO
+
+    short_tmp.chmod(0o755)  # the other user may reach the directory, not read the file
+    pw = short_tmp / "mqtt-password"
+    pw.write_text("secret\n")
+    pw.chmod(0o600)
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\nfrom emod.mqtt import CredentialError, read_password\n"
+            "try:\n    read_password(sys.argv[2])\nexcept CredentialError as e:\n    print(e)\n    sys.exit(78)\n")
+    r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", code,
+                        str(REPO), str(pw)], capture_output=True, text=True, timeout=60)
+    print(r.stdout.strip())
+    assert r.returncode == 78 and "is not readable by user nobody" in r.stdout and "chmod 0640" in r.stdout, r.stdout + r.stderr

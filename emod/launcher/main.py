@@ -21,7 +21,7 @@ from emod.launcher import control
 from emod.launcher.notify import Notifier
 from emod.launcher.statefiles import DirInUse, lock_dir, write_atomic
 from emod.launcher.supervisor import GiveUp, Supervisor, stage_argv
-from emod.launcher.telemetry import History, Telemetry
+from emod.launcher.telemetry import History, Telemetry, status_line
 
 SET_MODEL_TIMEOUT = 60.0
 
@@ -52,6 +52,7 @@ class Launcher:
         self.parts: dict[str, str] = {}  # optional part -> what fails right now (listed in problems)
         self.metrics_server = None
         self.metrics_retry_at, self.metrics_backoff = 0.0, 1.0
+        self.state_lock: int | None = None  # fd of the state directory, flocked while this instance runs
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _lock(self) -> None:
@@ -338,14 +339,7 @@ class Launcher:
         self.notifier.status(self._status_line(snap))
 
     def _status_line(self, snap: dict) -> str:
-        """systemd's STATUS=: model, rates, power, the source's state and error, and what else fails."""
-        w = (snap["power"] or {}).get("watts")
-        src = snap["source"]
-        line = (f"model {self.active_model}, {snap['processed_fps'] or 0:.1f} fps, inference {snap['inference_ms']['p50'] or 0:.1f} ms, "
-                + (f"{w:.2f} W" if w is not None else "power n/a")
-                + f"; source {src['name'] or self.cfg.capture.source} {src['state']}" + (f": {src['error']}" if src["error"] else ""))
-        others = [p for p in snap["problems"] if not p.startswith("source ")]
-        return line + (f"; problems: {'; '.join(others)}" if others else "")
+        return status_line(snap, self.active_model, self.cfg.capture.source)
 
     def reload(self) -> dict:
         """Re-read the config file; restart the stages whose sections changed. A bad file changes nothing."""
@@ -393,7 +387,7 @@ class Launcher:
             s.close()
         if self.history is not None:
             self.history.close()
-        if getattr(self, "state_lock", None) is not None:
+        if self.state_lock is not None:
             os.close(self.state_lock)
         for name in protocol.ENDPOINTS:
             try:

@@ -59,6 +59,8 @@ def problems(supervisor, cap: dict, stage_stats: dict | None = None, parts: dict
         if not st.alive:
             err = (stage_stats.get(name) or {}).get("error")
             out.append(f"stage {name}{role} is down (restarts {st.restarts})" + (f": {err}" if err else ""))
+        elif not st.seen_heartbeat and now - st.last_heartbeat > supervisor.healthy_age:
+            out.append(f"stage {name}{role} is starting ({now - st.started:.1f} s)")  # importing, loading its model
         elif now - st.last_heartbeat > supervisor.healthy_age:
             out.append(f"stage {name}{role} sent no heartbeat for {now - st.last_heartbeat:.1f} s")
     if not source_ok(cap):
@@ -71,6 +73,17 @@ def problems(supervisor, cap: dict, stage_stats: dict | None = None, parts: dict
     for part, what in (parts or {}).items():
         out.append(f"{part} (optional): {what}")
     return out
+
+
+def status_line(snap: dict, model: str, source: str) -> str:
+    """systemd's STATUS=: model, rates, power, the source's state and error, and what else fails (``; problems: ...``)."""
+    w = (snap["power"] or {}).get("watts")
+    src = snap["source"]
+    line = (f"model {model}, {snap['processed_fps'] or 0:.1f} fps, inference {snap['inference_ms']['p50'] or 0:.1f} ms, "
+            + (f"{w:.2f} W" if w is not None else "power n/a")
+            + f"; source {src['name'] or source} {src['state']}" + (f": {src['error']}" if src["error"] else ""))
+    others = [p for p in snap["problems"] if not p.startswith("source ")]
+    return line + (f"; problems: {'; '.join(others)}" if others else "")
 
 
 class Telemetry:

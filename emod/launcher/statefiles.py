@@ -25,12 +25,13 @@ class DirInUse(RuntimeError):
         self.pid = pid
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replace ``path`` by ``text`` (UTF-8) atomically and durably; OSError (nothing half-written left) on failure."""
+def write_atomic(path: str | os.PathLike, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` by ``text`` (UTF-8, file mode ``mode``) atomically and durably; OSError on failure, and then
+    nothing half-written or temporary is left."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         try:
             data = text.encode()
             if os.write(fd, data) != len(data):

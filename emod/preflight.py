@@ -58,7 +58,12 @@ def _serves_emod_metrics(sockaddr, family) -> bool:
             c.settimeout(1.0)
             c.connect(sockaddr)
             c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-            return b"emod_" in c.recv(65536)
+            data = b""
+            while len(data) < 1 << 20 and (chunk := c.recv(65536)):  # HTTP/1.0: the server closes after the body
+                data += chunk
+                if b"emod_" in data:
+                    return True
+            return False
     except OSError:
         return False
 

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from _fixtures import EMOD, Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import BIN, EMOD, Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod.launcher.prometheus import MetricsError, MetricsServer, parse_address, render
 
 SNAPSHOT = {
@@ -174,20 +174,34 @@ def test_validate_and_doctor_check_the_prometheus_address(short_tmp) -> None:
 def test_live_daemon_metrics(short_tmp, tiny_models, hamilton) -> None:
     """A daemon started with EMOD_TELEMETRY_PROMETHEUS serves /metrics with live frame counts and all stages up.
 
-    Issue 28 kind 2: the port is held by another program when emod starts: the sensor runs, `problems` names Prometheus,
-    and once the port is free the endpoint comes up by itself (retried with backoff)."""
+    Issue 28 kinds 1 and 2 at once: the port is held by another program when emod starts, and MQTT's password file is empty
+    (field cases 12 and 04). The sensor runs and keeps processing frames, no stage restarts, `problems` names both parts
+    (emod-ctl status exits 5); once the port is free the endpoint comes up by itself (retried with backoff)."""
     hold = socket.socket()
     hold.bind(("127.0.0.1", 0))
     hold.listen()
     port = hold.getsockname()[1]
-    d = Daemon(short_tmp, tiny_models, hamilton, env={"EMOD_TELEMETRY_PROMETHEUS": f"127.0.0.1:{port}"})
+    (short_tmp / "pw").write_text("")
+    toml = short_tmp / "mqtt.toml"
+    toml.write_text(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = 1\nusername = "emod"\npassword_file = "{short_tmp / "pw"}"\n')
+    d = Daemon(short_tmp, tiny_models, hamilton, env={"EMOD_TELEMETRY_PROMETHEUS": f"127.0.0.1:{port}"}, args=("--config", str(toml)))
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        d.wait_processing()
-        s = wait_for(lambda: (s := d.stats()) and [p for p in s["problems"] if p.startswith("prometheus (optional)")] and s,
-                     20, 0.5, "problems naming Prometheus")
-        print("\n" + s["problems"][0])
-        assert "Address already in use" in s["problems"][0] and d.proc.poll() is None
+        first = d.wait_processing()["frames"]["processed"]
+
+        def both():
+            s = d.stats()
+            found = s and sorted(p for p in s["problems"] if p.startswith(("prometheus (optional)", "mqtt (optional)")))
+            return found if found and len(found) == 2 else None
+
+        found = wait_for(both, 20, 0.5, "problems naming Prometheus and MQTT")
+        print("\n" + "\n".join(found))
+        assert "is empty" in found[0] and "Address already in use" in found[1] and d.proc.poll() is None
+        status = subprocess.run([str(BIN / "emod-ctl"), "status", "--runtime-dir", str(d.rundir)], capture_output=True, text=True,
+                                timeout=30)
+        assert status.returncode == 5 and "problem: mqtt (optional): error: mqtt.password_file" in status.stdout, status.stdout
+        s = wait_for(lambda: (s := d.stats())["frames"]["processed"] > first + 10 and s, 20, 0.3, "frames.processed rising")
+        assert all(st["restarts"] == 0 for st in s["stages"].values()), s["stages"]
         hold.close()
         def serving():
             try:

@@ -31,7 +31,7 @@ from emod.mqtt import (NO_FACE, CredentialError, Debounced, DominantWindow, Topi
 from emod.stages.base import Stage
 
 STATS_PERIOD_S = 5.0
-CREDENTIAL_RETRY_MAX_S = 60.0  # a bad password/CA file: read it again after 5 s, doubling to this
+CREDENTIAL_RETRY_MAX_S = 60.0  # a bad password/CA file: read it again after 2 s, doubling to this
 MAX_PENDING = 100  # QoS 0 messages handed to paho but not yet written to the socket (slow broker)
 
 
@@ -62,7 +62,8 @@ class MqttStage(Stage):
         self.next_stats = 0.0
         self.state, self.error = "connecting", None  # connecting, connected, disconnected, refused, error
         self.client = None
-        self.retry_at, self.retry_s = 0.0, 5.0
+        self.retry_at, self.retry_s = 0.0, 2.0
+        self.password: str | None = None
         self._paho = paho
         self._try_start()
 
@@ -76,6 +77,7 @@ class MqttStage(Stage):
             c = self._paho.Client(self._paho.CallbackAPIVersion.VERSION2, client_id=f"emod-{self.topics.device_id}")
             if m.username:
                 c.username_pw_set(m.username, password)
+            self.password = password
             if m.tls:
                 c.tls_set(ca_certs=m.ca_file or None)
         except (CredentialError, OSError, ValueError) as e:  # ssl.SSLError is an OSError
@@ -149,9 +151,25 @@ class MqttStage(Stage):
         self.published += 1
         return True
 
+    def _reread_password(self) -> None:
+        """While the broker refuses the login: read the password file again; a new password is used on the next try."""
+        m = self.cfg.mqtt
+        self.retry_at = time.monotonic() + 5.0
+        try:
+            password = read_password(m.password_file)
+        except CredentialError as e:
+            self.error = str(e)
+            return
+        if password != self.password:
+            self.password = password
+            self.client.username_pw_set(m.username, password)
+            self.log.info("mqtt password file changed; logging in again")
+
     def step(self) -> None:
         if self.client is None and time.monotonic() >= self.retry_at:
             self._try_start()
+        elif self.state == "refused" and self.cfg.mqtt.password_file and time.monotonic() >= self.retry_at:
+            self._reread_password()
         message = self.sub.recv(timeout=0.2)
         if message is not None:
             self.dominant.add(message)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 from emod import protocol
 from emod.events import Subscriber, TrackEvents

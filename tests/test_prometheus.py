@@ -151,7 +151,7 @@ def validate(root, addr: str) -> subprocess.CompletedProcess:
 
 def test_validate_and_doctor_check_the_prometheus_address(short_tmp) -> None:
     """Issue 28 kind 2 (field case 12): a port another program holds, an address not on this host, a malformed address: exit 78
-    naming it; `emod doctor` says the same in its preflight row."""
+    naming it; `emod doctor` says the same in its preflight row (a warning: emod runs without it)."""
     hold = socket.socket()
     hold.bind(("127.0.0.1", 0))
     hold.listen()
@@ -165,7 +165,7 @@ def test_validate_and_doctor_check_the_prometheus_address(short_tmp) -> None:
         doc = subprocess.run([str(EMOD), "doctor", "--json", "--config", str(validate(short_tmp, f"127.0.0.1:{port}").args[-1])],
                              capture_output=True, text=True, timeout=120)
         row = [c for c in json.loads(doc.stdout)["checks"] if c["name"] == "preflight"][0]
-        assert row["status"] == "fail" and "already in use" in row["verdict"], row
+        assert row["status"] == "warn" and "already in use" in row["verdict"], row  # emod runs; Prometheus will not
     finally:
         hold.close()
     assert validate(short_tmp, f"127.0.0.1:{port}").returncode == 0  # free again

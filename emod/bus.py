@@ -16,8 +16,38 @@ import zmq
 from emod import dirs, protocol
 
 DEFAULT_RUNTIME_DIR = "/run/emod"
-_MAX_IPC_PATH = 107
 _INSTANCE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_MAX_IPC_PATH = 107  # sockaddr_un's sun_path holds 108 bytes, one of them the terminating NUL
+
+
+class RuntimeDirError(OSError):
+    """A runtime directory no emod can serve on: its socket paths are too long, or it is a symlink or not ours.
+
+    Every CLI prints it as one line and exits :data:`emod.protocol.EXIT_CONFIG` (78): retrying cannot fix it.
+    """
+
+    exit_code = protocol.EXIT_CONFIG
+
+
+def check_path_length(rundir: str | os.PathLike) -> None:
+    """RuntimeDirError when the longest socket path under ``rundir`` exceeds sockaddr_un's 107 characters."""
+    longest = max(protocol.ENDPOINTS, key=len)
+    path = str(Path(rundir).resolve() / f"{longest}.sock")
+    if len(path) > _MAX_IPC_PATH:
+        raise RuntimeDirError(f"runtime directory {rundir}: socket path {path} is {len(path)} characters, longer than the "
+                              f"{_MAX_IPC_PATH} a unix socket allows; use a shorter --runtime-dir (or EMOD_RUNTIME_DIR)")
+
+
+def check_client_dir(rundir: str | os.PathLike) -> None:
+    """For clients, before connecting: RuntimeDirError (78) for too long a path or a symlink (emod run refuses
+    both, so no emod serves there); FileNotFoundError when the directory does not exist."""
+    check_path_length(rundir)
+    p = Path(rundir)
+    if p.is_symlink():
+        raise RuntimeDirError(f"runtime directory {p} is a symlink (to {os.readlink(p)}): emod run refuses it, so no emod "
+                              "serves there; use the real directory")
+    if not p.is_dir():
+        raise FileNotFoundError(f"no runtime directory {p}")
 
 
 def instance_name(name: str) -> str:
@@ -69,7 +99,7 @@ def endpoint(rundir: Path, name: str) -> str:
         raise ValueError(f"unknown endpoint {name!r}")
     path = str(Path(rundir).resolve() / f"{name}.sock")
     if len(path) > _MAX_IPC_PATH:
-        raise ValueError(f"socket path {path!r} is longer than {_MAX_IPC_PATH} characters; use a shorter --runtime-dir")
+        check_path_length(rundir)  # raises RuntimeDirError naming the path and the limit
     return "ipc://" + path
 
 

@@ -29,6 +29,28 @@ class CommandFailed(ClientError):
         self.exit_code = protocol.EXIT_CODES.get(code, 1)
 
 
+class BadRuntimeDir(ClientError):
+    """The runtime directory cannot hold emod's sockets (too long a path, a symlink): exit 78."""
+
+    exit_code = protocol.EXIT_CONFIG
+
+
+def check_runtime_dir(rundir: str | Path | None) -> Path:
+    """The runtime directory a client should use, checked before it connects.
+
+    Raises :class:`BadRuntimeDir` (78) for too long a path or a symlink, :class:`DaemonUnavailable` (3)
+    when the directory does not exist. Every client CLI (emod-ctl, emod-stats, emod-view, emod events) uses it.
+    """
+    path = bus.runtime_dir(rundir)
+    try:
+        bus.check_client_dir(path)
+    except bus.RuntimeDirError as e:
+        raise BadRuntimeDir(str(e)) from None
+    except FileNotFoundError:
+        raise DaemonUnavailable(f"is emod running? no runtime directory {path} (use --runtime-dir or EMOD_RUNTIME_DIR)") from None
+    return path
+
+
 class Client:
     def __init__(self, rundir: str | Path | None = None, timeout: float = 5.0):
         self.rundir = bus.runtime_dir(rundir)
@@ -36,6 +58,7 @@ class Client:
         self.ctx = zmq.Context.instance()
 
     def call(self, cmd: str, timeout: float | None = None, **args):
+        check_runtime_dir(self.rundir)
         path = bus.socket_path(self.rundir, protocol.CONTROL)
         if not path.exists():
             raise DaemonUnavailable(f"is emod running? no control socket at {path} (use --runtime-dir or EMOD_RUNTIME_DIR)")

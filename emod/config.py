@@ -334,6 +334,13 @@ def check(cfg: Config, origin: str, errors: list[str] | None = None) -> None:
          f"infer.yunet_model must be empty (the bundled model) or name an existing file (got {cfg.infer.yunet_model!r})"),
     ]
     out += [f"{origin}: {message}" for ok, message in rules if not ok]
+    if cfg.telemetry.prometheus:
+        from emod.launcher.prometheus import MetricsError, parse_address
+
+        try:
+            parse_address(cfg.telemetry.prometheus)
+        except MetricsError as e:
+            out.append(f"{origin}: telemetry.{e}")
     if cfg.mqtt.enabled:
         try:
             check_mqtt(cfg.mqtt, origin)
@@ -357,13 +364,15 @@ _MQTT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def check_mqtt(m: Mqtt, origin: str) -> None:
-    """The [mqtt] section: names that make valid topics, files that exist (a ConfigError names the key)."""
+    """The [mqtt] section: names that make valid topics, keys that need each other (a ConfigError names the key).
+
+    The files it names (password, CA) are checked by :mod:`emod.preflight` (``emod validate``, ``emod doctor``):
+    MQTT is optional, so ``emod run`` starts without them and the mqtt stage reports them in ``problems``.
+    """
     rules = [
         (bool(m.host.strip()), "mqtt.host must not be empty"),
         (1 <= m.port <= 65535, "mqtt.port must be 1..65535"),
         (not m.password_file or bool(m.username), "mqtt.password_file needs mqtt.username"),
-        (not m.password_file or Path(m.password_file).is_file(), f"mqtt.password_file: no such file {m.password_file!r}"),
-        (not m.ca_file or Path(m.ca_file).is_file(), f"mqtt.ca_file: no such file {m.ca_file!r}"),
         (not m.ca_file or m.tls, "mqtt.ca_file needs mqtt.tls = true"),
         (all(_MQTT_NAME.fullmatch(part) for part in m.topic_prefix.split("/")),
          f"mqtt.topic_prefix: {m.topic_prefix!r} must be /-separated parts of letters, digits, _ and -"),

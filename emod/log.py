@@ -48,6 +48,16 @@ class RepeatLimiter:
         return event_dict
 
 
+def _with_stage(stage: str):
+    """A processor that adds ``stage`` to lines logged where the context variable is not set (other threads: paho's)."""
+
+    def add(logger, method_name: str, event_dict: dict) -> dict:
+        event_dict.setdefault("stage", stage)
+        return event_dict
+
+    return add
+
+
 def setup(stage: str, fmt: str = "auto", level: str = "info") -> structlog.stdlib.BoundLogger:
     if fmt == "auto":
         fmt = "console" if sys.stdout.isatty() else "json"
@@ -55,6 +65,7 @@ def setup(stage: str, fmt: str = "auto", level: str = "info") -> structlog.stdli
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _with_stage(stage),  # contextvars are per thread: a library's thread (paho's callbacks) has none
             structlog.processors.add_log_level,
             RepeatLimiter(),
             structlog.processors.TimeStamper(fmt="iso", utc=True),

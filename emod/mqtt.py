@@ -10,6 +10,7 @@ with sensors for dominant emotion, face count, fps and watts. No network here: t
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import socket
 import time
@@ -39,6 +40,39 @@ def default_device_id() -> str:
     host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "emod"
     name = os.environ.get(protocol.INSTANCE_ENV)
     return f"{host}-{name}" if name else host
+
+
+class CredentialError(ValueError):
+    """The broker password or CA file cannot be used; the message is one line naming the key and the file."""
+
+
+def read_password(path: str) -> str:
+    """The first line of the ``mqtt.password_file`` (the broker password); CredentialError if missing, unreadable or empty."""
+    if not os.path.exists(path):
+        raise CredentialError(f"mqtt.password_file: no such file {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().rstrip("\r\n")
+    except PermissionError:
+        try:
+            who = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            who = f"uid {os.geteuid()}"
+        raise CredentialError(f"mqtt.password_file: {path!r} is not readable by user {who} (fix: chgrp emod {path}; "
+                              f"chmod 0640 {path})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CredentialError(f"mqtt.password_file: cannot read {path!r}: {getattr(e, 'strerror', None) or e}") from None
+    if not first:
+        raise CredentialError(f"mqtt.password_file: {path!r} is empty (the password is its first line)")
+    return first
+
+
+def check_ca_file(path: str) -> None:
+    """CredentialError unless ``mqtt.ca_file`` exists and is readable (it is loaded as PEM when connecting)."""
+    if not os.path.exists(path):
+        raise CredentialError(f"mqtt.ca_file: no such file {path!r}")
+    if not os.access(path, os.R_OK):
+        raise CredentialError(f"mqtt.ca_file: {path!r} is not readable by this user")
 
 
 class Topics:
@@ -80,25 +114,32 @@ def discovery_configs(topics: Topics, version: str) -> dict[str, dict[str, Any]]
 class DominantWindow:
     """The label with the most face-time over the last ``window`` seconds of messages.
 
-    Each message adds, per face, the time since the previous message (capped at 1 s) to its
-    smoothed label. :meth:`label` is :data:`NO_FACE` when the window holds no face-time.
+    Ages on ``clock`` (default ``time.monotonic``; injectable for tests), never on the messages'
+    wall-clock ``t_wall``: NTP stepping the clock (a Pi has no RTC) neither freezes nor empties
+    the window. Each message adds, per face, the clock time since the previous message (capped
+    at 1 s) to its smoothed label. :meth:`label` is :data:`NO_FACE` when the window holds no face.
     """
 
-    def __init__(self, window: float = 5.0):
-        self.window = window
-        self.items: deque[tuple[float, str, float]] = deque()  # (t_wall, label, seconds)
+    def __init__(self, window: float = 5.0, clock=time.monotonic):
+        self.window, self.clock = window, clock
+        self.items: deque[tuple[float, str, float]] = deque()  # (clock time, label, seconds)
         self.last_t: float | None = None
 
+    def _evict(self, now: float) -> None:
+        while self.items and self.items[0][0] < now - self.window:
+            self.items.popleft()
+
     def add(self, message: dict[str, Any]) -> None:
-        t = float(message["t_wall"])
+        """One ``emotions`` message (only its ``faces[].label`` are read)."""
+        t = self.clock()
         dt = 0.0 if self.last_t is None else min(max(t - self.last_t, 0.0), 1.0)
         self.last_t = t
         for f in message["faces"]:
             self.items.append((t, f["label"], dt))
-        while self.items and self.items[0][0] < t - self.window:
-            self.items.popleft()
+        self._evict(t)
 
     def label(self) -> str:
+        self._evict(self.clock())
         time_per_label: Counter[str] = Counter()
         for _, label, dt in self.items:
             time_per_label[label] += dt

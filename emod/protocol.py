@@ -70,6 +70,10 @@ MQTT_WATTS = "watts"  # power draw, or "None" without a reading (Home Assistant:
 MQTT_INSTANCE = "instance"  # JSON claim of the instance (client id, host, pid, nonce); not retained: spots a device id clash
 MQTT_EVENTS = "events"  # JSON track events (emod.events.TrackEvents): start, seen, change, end
 OPTIONAL_STAGES = ("mqtt",)  # started only when their config section enables them
+# The core: capture -> infer -> display. Only these count for the supervisor's give-up rule and the watchdog;
+# every other part (the power and mqtt stages, Prometheus, the history, the saved model choice, the web page) is
+# optional: its failure is reported (healthy, problems, STATUS=, the log) and retried, never fatal.
+CORE_STAGES = ("capture", "infer", "display")
 
 # Set to "1" by the launcher in its stages' environment when it runs under systemd (NOTIFY_SOCKET),
 # which it strips from them: a stage then knows it is part of a service (no demo-clip fallback).
@@ -88,16 +92,22 @@ EXIT_UNHEALTHY = 5
 EXIT_ALREADY_RUNNING = 6
 EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus
 EXIT_TABLE: tuple[tuple[int, str], ...] = (
-    (EXIT_OK, "success; `emod-ctl status`: emod is healthy and its source delivers frames"),
-    (EXIT_FAILURE, "an unexpected failure; `emod run` gave up after too many restarts of one stage (systemd restarts it)"),
+    (EXIT_OK, "success; `emod-ctl status`: emod is healthy: its source delivers frames and every enabled part works"),
+    (EXIT_FAILURE, "an unexpected failure; `emod run` gave up after too many restarts of one core stage (capture, infer, "
+                   "display; systemd restarts it)"),
     (EXIT_USAGE, "a bad request or usage: unknown command or option, an unknown or broken model asked for "
                  "(`emod run --model`, `emod-ctl set-model`), an input `emod analyze` could not read"),
-    (EXIT_UNREACHABLE, "emod is not reachable: no daemon on the runtime directory, or it does not answer"),
+    (EXIT_UNREACHABLE, "emod is not reachable: no daemon on the runtime directory (or no such directory), or it does not answer"),
     (EXIT_TIMEOUT, "emod answered too late (e.g. `set-model` did not finish in time)"),
-    (EXIT_UNHEALTHY, "`emod-ctl status`: emod answers but is not healthy (a stage is down, or the source is failing)"),
-    (EXIT_ALREADY_RUNNING, "`emod run`: another emod already runs on this runtime directory (its pid is named)"),
-    (EXIT_CONFIG, "a bad configuration: a config or `EMOD_*` error (a config's unknown model included), or a `--source` "
-                  "file or folder that does not exist; systemd does not restart it"),
+    (EXIT_UNHEALTHY, "`emod-ctl status`: emod answers but is not healthy: a stage is down, the source is failing, or an "
+                     "optional part fails (MQTT disconnected, Prometheus port taken, history off, model choice not saved); "
+                     "each is named on a `problem:` line"),
+    (EXIT_ALREADY_RUNNING, "`emod run`: another emod already runs on this runtime directory or this state directory "
+                           "(its pid is named)"),
+    (EXIT_CONFIG, "a bad configuration: a config or `EMOD_*` error (a config's unknown model included), a `--source` "
+                  "file or folder that does not exist, a runtime directory no emod can serve on (socket paths over 107 "
+                  "characters, a symlink, owned by someone else: every command); `emod validate` also: an unusable MQTT "
+                  "password or CA file, a Prometheus address that cannot be bound; systemd does not restart it"),
 )
 
 

@@ -68,7 +68,7 @@ def test_emod_run_refuses_a_runtime_dir_owned_by_another_user(short_tmp, tiny_mo
     rundir.mkdir(mode=0o755)
     os.chown(rundir, NOBODY, NOBODY)
     r = emod_run(short_tmp, tiny_models, "--runtime-dir", str(rundir), "--state-dir", str(short_tmp / "state"))
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 78, r.stderr  # issue 28 kind 5: a runtime directory no emod can serve on is a config error
     assert f"runtime directory {rundir} is owned by" in r.stderr and f"uid {NOBODY}" in r.stderr, r.stderr
     assert list(rundir.iterdir()) == [], "emod wrote into a directory someone else owns"
 
@@ -80,7 +80,7 @@ def test_emod_run_refuses_a_symlinked_runtime_dir(short_tmp, tiny_models) -> Non
     link = short_tmp / "run"
     link.symlink_to(target)
     r = emod_run(short_tmp, tiny_models, "--runtime-dir", str(link), "--state-dir", str(short_tmp / "state"))
-    assert r.returncode == 1 and f"runtime directory {link} is a symlink" in r.stderr, r.stderr
+    assert r.returncode == 78 and f"runtime directory {link} is a symlink" in r.stderr, r.stderr
     assert list(target.iterdir()) == []
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -95,23 +97,68 @@ def test_discovery_configs_name_one_device_with_four_sensors():
     assert configs["homeassistant/sensor/pi/dominant_emotion/config"]["options"] == [*LABELS, NO_FACE]
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_dominant_emotion_is_the_label_with_most_face_time_in_the_window():
     """The dominant emotion follows face-time over the last seconds, and is `none` once the window holds no faces."""
-    w = DominantWindow(2.0)
+    clock = FakeClock()
+    w = DominantWindow(2.0, clock=clock)
     face = lambda label: {"label": label}  # noqa: E731
     for i in range(10):
+        clock.t += 0.1
         w.add({"t_wall": i * 0.1, "faces": [face("happy")]})
     assert w.label() == "happy"
     for i in range(10, 40):
+        clock.t += 0.1
         w.add({"t_wall": i * 0.1, "faces": [face("sad")]})
     assert w.label() == "sad"
     for i in range(40, 70):
+        clock.t += 0.1
         w.add({"t_wall": i * 0.1, "faces": []})
     assert w.label() == NO_FACE
 
 
+@pytest.mark.parametrize("step_s", [-3600.0, +3600.0])
+def test_a_wall_clock_step_does_not_freeze_the_dominant_emotion(step_s):
+    """Issue 28 kind 8 (field case 09): the wall clock stepped back (or forward) an hour right after the face left.
+
+    The window ages on the monotonic clock: `dominant_emotion` turns `none` within dominant_window + 1 s of the last face,
+    whether the messages' t_wall jumped or not, and also when no message comes at all (label() ages the window too).
+    """
+    clock, wall = FakeClock(), 1_765_000_000.0
+    w = DominantWindow(5.0, clock=clock)
+    for _ in range(200):  # 20 s of a happy face at 10 fps
+        clock.t += 0.1
+        wall += 0.1
+        w.add({"t_wall": wall, "faces": [{"label": "happy"}]})
+    assert w.label() == "happy"
+    t_left, wall = clock.t, wall + step_s  # the face leaves; NTP steps the clock
+    while w.label() != NO_FACE:
+        clock.t += 0.1
+        wall += 0.1
+        w.add({"t_wall": wall, "faces": []})
+        assert clock.t - t_left <= 5.0 + 1.0, "still not `none` after dominant_window + 1 s"
+    # sibling: no messages at all after the face (display stopped): label() alone ages the window
+    w2 = DominantWindow(5.0, clock=clock)
+    w2.add({"t_wall": wall, "faces": [{"label": "sad"}]})
+    clock.t += 5.5
+    assert w2.label() == NO_FACE
+
+
 @pytest.mark.parametrize("section, reason", [
     ('device_id = "a/b"', "device_id"),
+    ('password_file = "EMPTY"\nusername = "u"', "is empty"),  # issue 28 kind 1: an empty password file
+    ('password_file = "NEWLINE"\nusername = "u"', "is empty"),  # its sibling: a first line with nothing on it
+    ('password_file = "/etc"\nusername = "u"', "cannot read"),  # a directory
+    ('tls = true\nca_file = "/nonexistent/ca.pem"', "mqtt.ca_file: no such file"),
     ('password_file = "/nonexistent"\nusername = "u"', "password_file"),
     ('password_file = "/etc/hostname"', "needs mqtt.username"),
     ('topic_prefix = "emod/#"', "topic_prefix"),
@@ -121,6 +168,9 @@ def test_dominant_emotion_is_the_label_with_most_face_time_in_the_window():
 def test_emod_validate_checks_the_mqtt_section(tmp_path, section, reason):
     """`emod validate` exits 78 and names the key for a bad [mqtt] section; a good one is valid."""
     bad = tmp_path / "bad.toml"
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "newline").write_text("\nsecond line\n")
+    section = section.replace('"EMPTY"', f'"{tmp_path / "empty"}"').replace('"NEWLINE"', f'"{tmp_path / "newline"}"')
     bad.write_text(f"[mqtt]\nenabled = true\n{section}\n")
     r = subprocess.run([str(BIN / "emod"), "validate", str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode == config.EXIT_CONFIG and reason in r.stderr, r.stderr
@@ -178,6 +228,13 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         broker.stop()
         t_down = time.monotonic()
         during = fps_over(25)
+        # issue 28 kind 7: the outage is visible in emod-stats (plain), emod-ctl status (exit 5, a problem line) and problems
+        plain = subprocess.run([str(BIN / "emod-stats"), "--runtime-dir", str(d.rundir)], capture_output=True, text=True, timeout=30)
+        status = subprocess.run([str(BIN / "emod-ctl"), "status", "--runtime-dir", str(d.rundir)], capture_output=True, text=True,
+                                timeout=30)
+        print("\n" + "\n".join(l for l in plain.stdout.splitlines() if "mqtt" in l) + f"\nemod-ctl status exit {status.returncode}")
+        assert "mqtt DISCONNECTED" in plain.stdout and "problem: mqtt (optional): disconnected" in plain.stdout, plain.stdout
+        assert status.returncode == 5 and "problem: mqtt (optional): disconnected" in status.stdout, status.stdout
         wait_for(lambda: time.monotonic() - t_down >= 30, 40, 0.5, "30 s of broker outage")
         s = d.stats()
         assert d.proc.poll() is None and s["stages"]["mqtt"]["alive"] and _stage_pid(d, "mqtt") == mqtt_pid
@@ -196,6 +253,11 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         assert dropped > 0
         assert d.stop() == 0
         wait_for(lambda: listener.get("emod/testpi/availability")[-1][0] == "offline", 10, what="`offline` after SIGTERM")
+        # every log line carries its stage, paho's callbacks (another thread) included
+        events = [json.loads(l) for l in d.output().splitlines() if l.startswith("{")]
+        paho_lines = [e for e in events if e.get("event", "").startswith(("mqtt connected", "mqtt disconnected"))]
+        assert len(paho_lines) >= 2 and all(e.get("stage") == "mqtt" for e in paho_lines), paho_lines
+        assert all("stage" in e for e in events), [e for e in events if "stage" not in e][:3]
     finally:
         for client in (early, listener):
             if client is not None:
@@ -345,7 +407,7 @@ def test_tls_with_a_ca_file_and_a_password_file(short_tmp):
     tls = _tls_files(short_tmp)
     passwd = short_tmp / "passwd"
     subprocess.run([executable("mosquitto", "mosquitto_passwd"), "-b", "-c", str(passwd), "emod", "s3cret pass"], check=True, capture_output=True, timeout=30)
-    (short_tmp / "mqtt-password").write_text("s3cret pass\n")
+    (short_tmp / "mqtt-password").write_text("")  # issue 28 kind 1: first empty, then a password the broker refuses
     # mosquitto started by root drops to its own user before it reads these: let it
     short_tmp.chmod(0o755)
     for path in (passwd, *tls.values()):
@@ -362,8 +424,17 @@ def test_tls_with_a_ca_file_and_a_password_file(short_tmp):
     listener = Listener(broker.port)  # the plain listener of the same broker
     stage = subprocess.Popen([str(BIN / "emod"), "stage", "mqtt", "--config", str(toml), "--runtime-dir", str(short_tmp / "run")],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out: list[str] = []
+    threading.Thread(target=lambda: out.extend(iter(stage.stdout.readline, b"")), daemon=True).start()
     try:
+        # issue 28 kind 1: an empty file and a refused login are reported and retried; fixing the file needs no restart
+        wait_for(lambda: any(b"mqtt cannot start" in l and b"is empty" in l for l in out), 20, 0.2, "the empty file in the log")
+        (short_tmp / "mqtt-password").write_text("wrong\n")
+        wait_for(lambda: any(b"mqtt connection refused" in l for l in out), 20, 0.2, "the refused login in the log")
+        assert stage.poll() is None
+        (short_tmp / "mqtt-password").write_text("s3cret pass\n")
         wait_for(lambda: ("online", False) in listener.get("emod/tlspi/availability"), 20, what="`online` over TLS")
+        assert any(b"mqtt password file changed" in l for l in out)
         wait_for(lambda: listener.get("homeassistant/sensor/tlspi/faces/config"), 10, what="a discovery config")
         stage.terminate()
         assert stage.wait(20) == 0
@@ -374,3 +445,21 @@ def test_tls_with_a_ca_file_and_a_password_file(short_tmp):
             stage.wait(10)
         listener.close()
         broker.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="reading as another user needs root and setpriv")
+def test_a_password_file_the_service_user_cannot_read_is_named(short_tmp):
+    """Issue 28 kind 1, sibling: a root-only (0600) password file, read by another user (the service's), is a one-line
+    CredentialError naming the file, the user and the fix (validate/doctor/the mqtt stage all use read_password)."""
+    from _fixtures import REPO
+
+    short_tmp.chmod(0o755)  # the other user may reach the directory, not read the file
+    pw = short_tmp / "mqtt-password"
+    pw.write_text("secret\n")
+    pw.chmod(0o600)
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\nfrom emod.mqtt import CredentialError, read_password\n"
+            "try:\n    read_password(sys.argv[2])\nexcept CredentialError as e:\n    print(e)\n    sys.exit(78)\n")
+    r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", code,
+                        str(REPO), str(pw)], capture_output=True, text=True, timeout=60)
+    print(r.stdout.strip())
+    assert r.returncode == 78 and "is not readable by user nobody" in r.stdout and "chmod 0640" in r.stdout, r.stdout + r.stderr

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from _fixtures import EMOD, EMOD_STATS, REPO, TINY, base_env, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 
 UNIT = REPO / "systemd" / "emod.service"
@@ -108,7 +107,7 @@ def gaps(times: list[float]) -> list[float]:
 
 
 def test_unit_execstart_speaks_sd_notify(short_tmp, tiny_models, hamilton) -> None:
-    """READY after the first result, STATUS with the model, WATCHDOG=1 every second, none while infer is frozen, STOPPING on SIGTERM, exit 0."""
+    """READY once the stages are up (issue 28: whether or not a frame came), STATUS with the model, WATCHDOG=1 every second, none while infer is frozen, STOPPING on SIGTERM, exit 0."""
     config = write_config(short_tmp, hamilton)
     listener = NotifyListener(short_tmp / "notify")
     env = base_env(tiny_models, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
@@ -125,8 +124,8 @@ def test_unit_execstart_speaks_sd_notify(short_tmp, tiny_models, hamilton) -> No
 
         t_ready = wait_for(ready, 90, 0.2, "READY=1")[0]
         events = [json.loads(l) for l in log_path.read_text().splitlines() if l.startswith("{")]
-        first = [e for e in events if e.get("event") == "first result, ready"]
-        assert first and first[0]["model"] == TINY  # READY=1 comes with the first result
+        first = [e for e in events if e.get("event") == "ready"]
+        assert first and first[0]["model"] == TINY  # READY=1 once the core stages are up and the control socket answers
 
         # healthy: WATCHDOG=1 at least every WATCHDOG_USEC/2 (+ scheduling slack), STATUS updates naming the model
         pings = wait_for(lambda: (lambda p: p if len(p) >= 3 else None)(listener.times("WATCHDOG=1", since=t_ready)), 15, 0.2,
@@ -160,6 +159,43 @@ def test_unit_execstart_speaks_sd_notify(short_tmp, tiny_models, hamilton) -> No
         try:
             if frozen is not None:
                 os.kill(frozen, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+        listener.close()
+
+
+def test_ready_without_a_camera_and_status_names_the_source_error(short_tmp, tiny_models) -> None:
+    """Issue 28 kind 4 (field case 08): no camera under systemd. READY=1 within 15 s of start (the stages are up and the
+    control socket answers, no frame needed), STATUS= names the source error, WATCHDOG=1 keeps coming (the core is alive).
+
+    `auto` on a host without a camera; where there is one, its sibling: a V4L2 device that is not there (/dev/video99)."""
+    import glob
+
+    source = "/dev/video99" if glob.glob("/dev/video*") else "auto"
+    config = write_config(short_tmp, Path("x"))
+    config.write_text(config.read_text().replace('source = "x"', f'source = "{source}"').replace("loop = true", ""))
+    listener = NotifyListener(short_tmp / "notify")
+    env = base_env(tiny_models, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
+    log_path = short_tmp / "emod.log"
+    t0 = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(exec_start(config), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        t_ready = wait_for(lambda: listener.times("READY=1"), 15, 0.2, "READY=1 without a camera")[0]
+        print(f"\nsource {source}: READY=1 {t_ready - t0:.1f} s after start")
+        assert t_ready - t0 <= 15.0
+        status = wait_for(lambda: [m for _, _, m in listener.snapshot() if m.startswith("STATUS=") and " error" in m], 15, 0.2,
+                          "STATUS= naming the source error")
+        print(status[-1])
+        assert source in status[-1] and "error:" in status[-1]
+        assert wait_for(lambda: listener.times("WATCHDOG=1", since=t_ready), 10, 0.2, "WATCHDOG=1 with the source failing")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log_path.read_text()[-3000:]
+    finally:
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass

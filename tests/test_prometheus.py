@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from _fixtures import Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
+from _fixtures import BIN, EMOD, Daemon, free_port, hamilton, short_tmp, tiny_models, wait_for  # noqa: F401
 from emod.launcher.prometheus import MetricsError, MetricsServer, parse_address, render
 
 SNAPSHOT = {
@@ -140,13 +143,74 @@ def test_snapshot_failure_is_a_500_not_a_crash() -> None:
         server.close()
 
 
+def validate(root, addr: str) -> subprocess.CompletedProcess:
+    toml = root / "prom.toml"
+    toml.write_text(f'[telemetry]\nprometheus = "{addr}"\n')
+    return subprocess.run([str(EMOD), "validate", str(toml)], capture_output=True, text=True, timeout=60)
+
+
+def test_validate_and_doctor_check_the_prometheus_address(short_tmp) -> None:
+    """Issue 28 kind 2 (field case 12): a port another program holds, an address not on this host, a malformed address: exit 78
+    naming it; `emod doctor` says the same in its preflight row (a warning: emod runs without it)."""
+    hold = socket.socket()
+    hold.bind(("127.0.0.1", 0))
+    hold.listen()
+    port = hold.getsockname()[1]
+    try:
+        for addr, words in ((f"127.0.0.1:{port}", "already in use"), ("192.0.2.1:9100", "not an address of this host"),
+                            ("localhost", "not HOST:PORT")):
+            r = validate(short_tmp, addr)
+            print(r.stderr.strip().splitlines()[-1])
+            assert r.returncode == 78 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        doc = subprocess.run([str(EMOD), "doctor", "--json", "--config", str(validate(short_tmp, f"127.0.0.1:{port}").args[-1])],
+                             capture_output=True, text=True, timeout=120)
+        row = [c for c in json.loads(doc.stdout)["checks"] if c["name"] == "preflight"][0]
+        assert row["status"] == "warn" and "already in use" in row["verdict"], row  # emod runs; Prometheus will not
+    finally:
+        hold.close()
+    assert validate(short_tmp, f"127.0.0.1:{port}").returncode == 0  # free again
+
+
 def test_live_daemon_metrics(short_tmp, tiny_models, hamilton) -> None:
-    """A daemon started with EMOD_TELEMETRY_PROMETHEUS serves /metrics with live frame counts and all stages up."""
-    port = free_port()
-    d = Daemon(short_tmp, tiny_models, hamilton, env={"EMOD_TELEMETRY_PROMETHEUS": f"127.0.0.1:{port}"})
+    """A daemon started with EMOD_TELEMETRY_PROMETHEUS serves /metrics with live frame counts and all stages up.
+
+    Issue 28 kinds 1 and 2 at once: the port is held by another program when emod starts, and MQTT's password file is empty
+    (field cases 12 and 04). The sensor runs and keeps processing frames, no stage restarts, `problems` names both parts
+    (emod-ctl status exits 5); once the port is free the endpoint comes up by itself (retried with backoff)."""
+    hold = socket.socket()
+    hold.bind(("127.0.0.1", 0))
+    hold.listen()
+    port = hold.getsockname()[1]
+    (short_tmp / "pw").write_text("")
+    toml = short_tmp / "mqtt.toml"
+    toml.write_text(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = 1\nusername = "emod"\npassword_file = "{short_tmp / "pw"}"\n')
+    d = Daemon(short_tmp, tiny_models, hamilton, env={"EMOD_TELEMETRY_PROMETHEUS": f"127.0.0.1:{port}"}, args=("--config", str(toml)))
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        d.wait_processing()
+        first = d.wait_processing()["frames"]["processed"]
+
+        def both():
+            s = d.stats()
+            found = s and sorted(p for p in s["problems"] if p.startswith(("prometheus (optional)", "mqtt (optional)")))
+            return found if found and len(found) == 2 else None
+
+        found = wait_for(both, 20, 0.5, "problems naming Prometheus and MQTT")
+        print("\n" + "\n".join(found))
+        assert "is empty" in found[0] and "Address already in use" in found[1] and d.proc.poll() is None
+        status = subprocess.run([str(BIN / "emod-ctl"), "status", "--runtime-dir", str(d.rundir)], capture_output=True, text=True,
+                                timeout=30)
+        assert status.returncode == 5 and "problem: mqtt (optional): error: mqtt.password_file" in status.stdout, status.stdout
+        s = wait_for(lambda: (s := d.stats())["frames"]["processed"] > first + 10 and s, 20, 0.3, "frames.processed rising")
+        assert all(st["restarts"] == 0 for st in s["stages"].values()), s["stages"]
+        hold.close()
+        def serving():
+            try:
+                return get(url)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(serving, 30, 0.5, "the endpoint once the port is free")
+        assert validate(short_tmp, f"127.0.0.1:{port}").returncode == 0  # served by emod itself: not a conflict
 
         def scrape():
             status, _, body = get(url)

@@ -7,7 +7,9 @@
 
 Errors print one line on stderr and exit non-zero, by the table in :mod:`emod.protocol`
 (2: bad request, unknown or broken model; 3: emod not reachable; 4: timeout; ``status``:
-5 when emod answers but is not healthy, a stage down or the source failing).
+5 when emod answers but is not healthy: a stage down, the source failing, or an optional part failing
+(mqtt disconnected, Prometheus port taken, history off, model choice not saved), each named on a ``problem:`` line;
+78: a runtime directory no emod can serve on).
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if not result["healthy"]:
             return protocol.EXIT_UNHEALTHY  # the daemon answers, but a stage is down or the source fails
     elif args.command == "set-model":
-        print(f"model {result['model']} active")
+        print(f"model {result['model']} active" + ("" if result.get("saved", True) else
+              f"; the choice was NOT saved ({result.get('not_saved')}): emod starts on its previous choice next time"))
     elif args.command == "reload":
         restarted = result.get("restarted") or []
         print("config reloaded; " + (f"restarted: {', '.join(restarted)}" if restarted else "no stage needed a restart"))

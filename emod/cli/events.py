@@ -48,14 +48,22 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from emod.client import ClientError, check_runtime_dir
+
     try:
         from emod import bus
 
-        sub = Subscriber(None if args.connect else bus.runtime_dir(args.runtime_dir, args.instance), args.connect, args.server_key, args.client_key)
+        if not args.connect:
+            check_runtime_dir(bus.runtime_dir(args.runtime_dir, args.instance))  # 78: too long a path or a symlink; 3: none
+        sub = Subscriber(None if args.connect else bus.runtime_dir(args.runtime_dir, args.instance), args.connect,
+                         args.server_key, args.client_key)
+    except ClientError as e:
+        print(f"emod events: {e}", file=sys.stderr)
+        return e.exit_code
     except ValueError as e:
         print(f"emod events: {e}", file=sys.stderr)
         return 2
-    if not sub.available():
+    if not sub.available() and not args.timeout:  # with --timeout, one line at its end says it
         print(f"emod events: is emod running? no socket at {sub.endpoint[len('ipc://'):]} "
               "(use --runtime-dir or EMOD_RUNTIME_DIR); waiting for it", file=sys.stderr)
     as_json = args.json or not sys.stdout.isatty()
@@ -65,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while True:
             message = sub.recv(args.timeout or None)
+            if message is None and not sub.available():  # nothing ever served there: not reachable (3), as every client
+                print(f"emod events: is emod running? no socket at {sub.endpoint[len('ipc://'):]} within {args.timeout:g} s",
+                      file=sys.stderr)
+                return 3  # emod.protocol.EXIT_UNREACHABLE
             if message is None:
                 print(f"emod events: no message within {args.timeout:g} s: is emod running and capturing? (emod-stats)", file=sys.stderr)
                 return 1

@@ -31,6 +31,7 @@ def _overrides(args) -> dict:
 
 
 def cmd_run(args) -> int:
+    from emod import bus
     from emod import log as emod_log
     from emod.launcher.main import AlreadyRunning, Launcher
     from emod.models.registry import ModelError
@@ -57,13 +58,16 @@ def cmd_run(args) -> int:
     try:
         launcher = Launcher(cfg, log, args.config, overrides, args.duration, explicit_model=bool(args.model))
         return launcher.run()
-    except AlreadyRunning as e:
+    except AlreadyRunning as e:  # on the runtime directory, or on the state directory
         print(f"emod: {e}", file=sys.stderr)
         return protocol.EXIT_ALREADY_RUNNING
+    except bus.RuntimeDirError as e:  # too long a path for its sockets, a symlink, not ours: retrying cannot help
+        print(f"emod: {e}", file=sys.stderr)
+        return protocol.EXIT_CONFIG
     except ModelError as e:  # --model on the command line is a bad request (2); the config's model a bad config (78)
         print(f"emod: {e}", file=sys.stderr)
         return protocol.EXIT_CODES[protocol.E_UNKNOWN_MODEL] if args.model else config.EXIT_CONFIG
-    except OSError as e:  # e.g. the Prometheus port is taken, or the runtime directory is not writable
+    except OSError as e:  # e.g. the runtime directory cannot be created
         print(f"emod: {e}", file=sys.stderr)
         return protocol.EXIT_FAILURE
 
@@ -107,6 +111,9 @@ def cmd_validate(args) -> int:
             errors.append(f"infer.model: {e}")
         if (err := problem(cfg.capture.source)) is not None:
             errors.append(f"capture.source: {err}")
+        from emod import preflight
+
+        errors += preflight.problems(cfg)  # what the config points at: credentials, the Prometheus port, socket paths
     if errors:
         print(f"emod: invalid config ({len(errors)} error{'s' if len(errors) > 1 else ''}):", file=sys.stderr)
         for line in errors:
@@ -152,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "SIGTERM, emod-ctl quit or --duration. Without --source it uses the config's, "
                                    "'auto' by default: the camera, or the bundled demo clip when there is none. "
                                    f"Exit {protocol.EXIT_OK} on a clean stop, {protocol.EXIT_FAILURE} after too many restarts "
-                                   f"of one stage, {protocol.EXIT_USAGE} for an unknown or broken --model, "
-                                   f"{protocol.EXIT_ALREADY_RUNNING} when another emod runs on this runtime directory, "
-                                   f"{protocol.EXIT_CONFIG} for a bad config or a --source file or folder that does not "
+                                   f"of one core stage, {protocol.EXIT_USAGE} for an unknown or broken --model, "
+                                   f"{protocol.EXIT_ALREADY_RUNNING} when another emod runs on this runtime or state directory, "
+                                   f"{protocol.EXIT_CONFIG} for a bad config, an unusable runtime directory or a --source file or folder that does not "
                                    "exist (python -m emod.protocol prints the whole table).")
     _common_run_args(r)
     r.add_argument("--source", help="auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder")

@@ -56,6 +56,11 @@ def render(s: dict) -> str:
     for name, st in s["stages"].items():
         lines.append(f"{name:<9} {_v(st['pid']):>7} {'yes' if st['alive'] else 'NO':>5} {st['restarts']:>8} "
                      f"{_v(st['fps']):>6} {_v(st['rss_mb']):>7} {_v(st['cpu_percent']):>6}")
+    mq = s.get("mqtt")
+    if mq is not None:  # the optional mqtt stage: its process may be alive while the broker is gone
+        state = mq.get("state") or ("connected" if mq.get("connected") else "disconnected")
+        lines.append(f"mqtt {state if state == 'connected' else state.upper()}" + (f": {mq['error']}" if mq.get("error") else "")
+                     + f"  published {_v(mq.get('published'))}  dropped {_v(mq.get('dropped'))}")
     for problem in s.get("problems") or []:
         lines.append(f"problem: {problem}")
     return "\n".join(lines)

@@ -45,7 +45,9 @@ def open_receiver(args):
         from emod import remote
 
         return Receiver(remote.connect_subscriber(ctx, args.connect, args.server_key, args.client_key))
-    rundir = bus.runtime_dir(args.runtime_dir, args.instance)
+    from emod.client import check_runtime_dir
+
+    rundir = check_runtime_dir(bus.runtime_dir(args.runtime_dir, args.instance))  # ClientError (78 or 3) for a runtime directory no emod serves on
     path = bus.socket_path(rundir, protocol.PREVIEW)
     if not path.exists():
         msg = f"is emod running? no preview socket at {path} (use --runtime-dir or EMOD_RUNTIME_DIR)"
@@ -265,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             return _die("no display (DISPLAY and WAYLAND_DISPLAY are unset): use --snapshot FILE or --http [HOST:]PORT")
+    from emod.client import ClientError
+
     try:
         rx = open_receiver(args)
+    except ClientError as e:
+        return _die(str(e), e.exit_code)
     except PreviewDisabled as e:
         return _die(str(e), protocol.EXIT_FAILURE)
     except (FileNotFoundError, ValueError) as e:

@@ -17,7 +17,7 @@ from emod.doctor import Check, Context, Result, fail, ok, warn
 from emod.doctor.camera import check_cameras, check_picamera2
 from emod.doctor.readable import check_mqtt_password
 from emod.doctor.security import check_security
-from emod.doctor.service import check_config, check_dirs, check_systemd
+from emod.doctor.service import check_config, check_dirs, check_preflight, check_systemd
 from emod.sources.picamera2 import NUMPY_ABI_FIX, is_numpy_abi_error
 
 # --- Python and the libraries emod needs -------------------------------------------------------------------------
@@ -226,5 +226,7 @@ CHECKS: tuple[Check, ...] = (
     Check("security", "directories nobody else controls; no unauthenticated non-loopback endpoint", check_security),
     Check("config", "the config file is valid", check_config),
     Check("mqtt-password", "the service's user can read the MQTT password file", check_mqtt_password),
+    Check("preflight", "what the config points at: MQTT password and CA files, the Prometheus port, the runtime directory path",
+          check_preflight),
     Check("systemd", "the systemd unit: installed, and its paths visible to the service", check_systemd),
 )

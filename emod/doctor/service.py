@@ -47,6 +47,23 @@ def check_config(ctx: Context) -> Result:
     return ok(f"{ctx.config_path}: valid")
 
 
+def check_preflight(ctx: Context) -> Result:
+    """The checks of ``emod validate`` on what the config points at (:mod:`emod.preflight`): the same lines.
+
+    A runtime directory emod cannot serve on fails (emod does not start); an unusable MQTT or Prometheus setting
+    warns: emod runs, and that optional part reports the same problem until it is fixed.
+    """
+    from emod import preflight
+
+    found = preflight.problems(ctx.cfg)
+    if not found:
+        return ok("MQTT credentials, Prometheus port and runtime directory path usable")
+    fix = "fix each, then `emod validate" + (f" {ctx.config_path}`" if ctx.config_path else " FILE`")
+    if any(p.startswith("daemon.") for p in found):
+        return fail("; ".join(found), fix, problems=found)
+    return warn("; ".join(found) + " (emod runs without this optional part)", fix, problems=found)
+
+
 def _unit_settings(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():

@@ -19,8 +19,9 @@ import zmq
 from emod import bus, config, dirs, protocol, remote
 from emod.launcher import control
 from emod.launcher.notify import Notifier
+from emod.launcher.statefiles import DirInUse, lock_dir, write_atomic
 from emod.launcher.supervisor import GiveUp, Supervisor, stage_argv
-from emod.launcher.telemetry import History, Telemetry
+from emod.launcher.telemetry import History, Telemetry, status_line
 
 SET_MODEL_TIMEOUT = 60.0
 
@@ -47,10 +48,19 @@ class Launcher:
         self.expired: dict[str, tuple[bytes, str, str, float]] = {}  # infer request id -> (client identity, client id, model, deadline)
         self.telemetry = Telemetry()
         self.active_model = cfg.infer.model
+        self.history: History | None = None
+        self.parts: dict[str, str] = {}  # optional part -> what fails right now (listed in problems)
+        self.metrics_server = None
+        self.metrics_retry_at, self.metrics_backoff = 0.0, 1.0
+        self.state_lock: int | None = None  # fd of the state directory, flocked while this instance runs
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _lock(self) -> None:
-        dirs.ensure_dir(self.rundir, "runtime directory")
+        bus.check_path_length(self.rundir)
+        try:
+            dirs.ensure_dir(self.rundir, "runtime directory")
+        except dirs.UnsafePath as e:
+            raise bus.RuntimeDirError(str(e)) from None
         fd = os.open(self.rundir / "emod.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         self.lock_file = os.fdopen(fd, "r+")
         try:
@@ -90,14 +100,36 @@ class Launcher:
         names = [*protocol.STAGES, *(["mqtt"] if self.cfg.mqtt.enabled else [])]  # optional stages: when enabled
         return {name: stage_argv(name, js) for name in names}
 
-    def setup(self) -> None:
-        self.metrics_server = None
-        if self.cfg.telemetry.prometheus:  # first: a bad address fails before anything is bound
-            from emod.launcher.prometheus import MetricsServer
+    def _lock_state_dir(self) -> None:
+        """One emod per state directory (its history and model choice): DirInUse names the other's pid."""
+        try:
+            self.state_lock = lock_dir(self.state_dir, "state directory")
+        except DirInUse as e:
+            raise AlreadyRunning(str(e)) from None
 
+    def _metrics(self, now: float) -> None:
+        """Serve Prometheus metrics (optional): a port that cannot be bound is a problem, retried with backoff."""
+        if not self.cfg.telemetry.prometheus or self.metrics_server is not None or now < self.metrics_retry_at:
+            return
+        from emod.launcher.prometheus import MetricsServer
+
+        try:
             self.metrics_server = MetricsServer(self.cfg.telemetry.prometheus, self.snapshot)
+        except OSError as e:
+            if "prometheus" not in self.parts:
+                self.log.warning("Prometheus endpoint unavailable; the sensor keeps running, retrying with backoff", error=str(e))
+            self.parts["prometheus"] = f"{e}; retrying"
+            self.metrics_retry_at, self.metrics_backoff = now + self.metrics_backoff, min(self.metrics_backoff * 2, 60.0)
+            return
+        if self.parts.pop("prometheus", None) is not None:
+            self.log.info("Prometheus endpoint serving again", url=self.metrics_server.url)
+        self.metrics_backoff = 1.0
+
+    def setup(self) -> None:
         self._lock()
         dirs.ensure_dir(self.state_dir, "state directory")
+        self._lock_state_dir()
+        self._metrics(time.monotonic())
         self.active_model = self.cfg.infer.model = self._initial_model()
         ctx = self.ctx = zmq.Context.instance()
         self.tel_sock = bus.bind(ctx, zmq.PULL, self.rundir, protocol.TELEMETRY, hwm=1000)
@@ -116,7 +148,7 @@ class Launcher:
                                      healthy_age=max(2.5, 2.5 * self.cfg.telemetry.interval))
         self.history = None
         if self.cfg.telemetry.history:
-            self.history = History(self.state_dir / "telemetry.jsonl", int(self.cfg.telemetry.history_max_mb * 2**20))
+            self.history = History(self.state_dir / "telemetry.jsonl", int(self.cfg.telemetry.history_max_mb * 2**20), self.log)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -151,6 +183,9 @@ class Launcher:
                 self.supervisor.check()
                 now = time.monotonic()
                 self._expire_pending(now)
+                self._metrics(now)
+                if not self.ready_sent and self.supervisor.core_up():
+                    self._ready()
                 if now >= next_report:
                     next_report = now + self.cfg.telemetry.interval
                     try:
@@ -158,7 +193,7 @@ class Launcher:
                     except Exception as e:  # telemetry must never take the daemon down
                         self.log.error("telemetry report failed", error=f"{type(e).__name__}: {e}")
                 wd = self.notifier.watchdog_interval
-                if wd and self.cfg.supervisor.watchdog and now >= next_watchdog and self.supervisor.healthy():
+                if wd and self.cfg.supervisor.watchdog and now >= next_watchdog and self.supervisor.core_healthy():
                     self.notifier.watchdog()
                     next_watchdog = now + min(wd, 1.0)
                 if t_end and now >= t_end:
@@ -190,19 +225,25 @@ class Launcher:
                     continue
                 if topic == b"telemetry" and name == "telemetry":
                     st = self.supervisor.stages.get(h["stage"])
-                    if st is not None and st.pid == h["pid"]:
+                    if st is not None and st.pid is None and st.last_pid == h["pid"] and "error" in h["stats"]:
+                        self.telemetry.on_stage(h)  # a stage's last word, after the supervisor saw it exit
+                    elif st is not None and st.pid == h["pid"]:
                         self.telemetry.on_stage(h)
                         self.supervisor.heartbeat(h["stage"], h["pid"])
                 elif topic == b"result" and name == "results":
                     self.telemetry.on_result(h)
-                    if not self.ready_sent:
-                        self.ready_sent = True
-                        self.notifier.ready()
-                        self.log.info("first result, ready", model=h["model"])
                 elif topic == b"power" and name == "power":
                     self.telemetry.on_power(h)
                 else:
                     self.telemetry.reject(name)
+
+    def _ready(self) -> None:
+        """READY=1: the core stages are up and the control socket (served by this loop) answers; frames or not."""
+        self.ready_sent = True
+        snap = self.snapshot()
+        self.notifier.ready(self._status_line(snap))
+        self.log.info("ready", model=self.active_model, source=snap["source"]["name"], source_state=snap["source"]["state"],
+                      source_error=snap["source"]["error"], problems=snap["problems"])
 
     def _on_control(self, parts: list) -> None:
         identity, rest = parts[0], parts[1:]
@@ -253,11 +294,18 @@ class Launcher:
             self.active_model = name
             self.cfg.infer.model = name
             self.supervisor.stages["infer"].argv = stage_argv("infer", self.cfg.to_json())  # a restart keeps the model
-            tmp = self.state_dir / "model.tmp"
-            tmp.write_text(name + "\n")
-            os.replace(tmp, self.state_dir / "model")
-            self.log.info("model changed", model=name)
-            self._reply(identity, protocol.reply_ok(client_id, rep.get("result", {})))
+            result = dict(rep.get("result") or {})
+            try:
+                write_atomic(self.state_dir / "model", name + "\n")
+                self.parts.pop("saved model choice", None)
+                result["saved"] = True
+            except OSError as e:  # a full or read-only SD card: the switch stands, only its persistence is lost
+                why = e.strerror or str(e)
+                self.parts["saved model choice"] = f"{name} is active but not saved in {self.state_dir / 'model'}: {why}"
+                self.log.warning("model choice not saved; the model is switched", model=name, error=str(e))
+                result["saved"], result["not_saved"] = False, why
+            self.log.info("model changed", model=name, saved=result["saved"])
+            self._reply(identity, protocol.reply_ok(client_id, result))
         else:
             err = rep.get("error") or {}
             self.log.warning("model change refused", model=name, error=err.get("message"))
@@ -272,7 +320,10 @@ class Launcher:
 
     # --- telemetry, reload, shutdown ---------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        snap = self.telemetry.snapshot(self.supervisor, self.active_model)
+        parts = dict(self.parts)
+        if self.history is not None and self.history.error:
+            parts["history"] = self.history.error
+        snap = self.telemetry.snapshot(self.supervisor, self.active_model, parts)
         disp = self.telemetry.stage_stats.get("display", {})
         # enabled false (display.preview): viewers say "preview disabled" at once instead of waiting
         snap["preview"] = {"enabled": self.cfg.display.preview, "viewers": disp.get("viewers", 0), "encoded": disp.get("encoded", 0)}
@@ -285,11 +336,10 @@ class Launcher:
             self.metrics_server.update(snap)  # scrapes serve this snapshot; no second thread touches Telemetry
         if self.history is not None:
             self.history.append(snap)
-        w = (snap["power"] or {}).get("watts")
-        self.notifier.status(
-            f"model {self.active_model}, {snap['processed_fps'] or 0:.1f} fps, inference {snap['inference_ms']['p50'] or 0:.1f} ms, "
-            + (f"{w:.2f} W" if w is not None else "power n/a")
-        )
+        self.notifier.status(self._status_line(snap))
+
+    def _status_line(self, snap: dict) -> str:
+        return status_line(snap, self.active_model, self.cfg.capture.source)
 
     def reload(self) -> dict:
         """Re-read the config file; restart the stages whose sections changed. A bad file changes nothing."""
@@ -337,6 +387,8 @@ class Launcher:
             s.close()
         if self.history is not None:
             self.history.close()
+        if self.state_lock is not None:
+            os.close(self.state_lock)
         for name in protocol.ENDPOINTS:
             try:
                 bus.socket_path(self.rundir, name).unlink()

@@ -45,20 +45,45 @@ def source_ok(cap: dict) -> bool:
     return (cap.get("state") or "starting") not in SOURCE_FAILING
 
 
-def problems(supervisor, cap: dict) -> list[str]:
-    """One line per reason emod is not healthy (empty when healthy)."""
+def problems(supervisor, cap: dict, stage_stats: dict | None = None, parts: dict[str, str] | None = None) -> list[str]:
+    """One line per reason emod is not healthy (empty when healthy): core stages, the source, and optional parts.
+
+    ``stage_stats`` are the stages' latest telemetry (a stage that failed reports its ``error`` before it exits);
+    ``parts`` are the launcher's own optional parts that fail right now (Prometheus, history, saved model choice).
+    """
+    stage_stats = stage_stats or {}
     out = []
     now = time.monotonic()
     for name, st in supervisor.stages.items():
+        role = "" if st.core else " (optional)"
         if not st.alive:
-            out.append(f"stage {name} is down (restarts {st.restarts})")
+            err = (stage_stats.get(name) or {}).get("error")
+            out.append(f"stage {name}{role} is down (restarts {st.restarts})" + (f": {err}" if err else ""))
+        elif not st.seen_heartbeat and now - st.last_heartbeat > supervisor.healthy_age:
+            out.append(f"stage {name}{role} is starting ({now - st.started:.1f} s)")  # importing, loading its model
         elif now - st.last_heartbeat > supervisor.healthy_age:
-            out.append(f"stage {name} sent no heartbeat for {now - st.last_heartbeat:.1f} s")
+            out.append(f"stage {name}{role} sent no heartbeat for {now - st.last_heartbeat:.1f} s")
     if not source_ok(cap):
         state = cap.get("state")
         what = "frozen: the same picture for seconds" if state == "frozen" else (cap.get("error") or state)
         out.append(f"source {cap.get('source')}: {what}")
+    mq = stage_stats.get("mqtt")
+    if "mqtt" in supervisor.stages and supervisor.stages["mqtt"].alive and mq and mq.get("state") not in (None, "connected", "connecting"):
+        out.append(f"mqtt (optional): {mq['state']}" + (f": {mq['error']}" if mq.get("error") else ""))
+    for part, what in (parts or {}).items():
+        out.append(f"{part} (optional): {what}")
     return out
+
+
+def status_line(snap: dict, model: str, source: str) -> str:
+    """systemd's STATUS=: model, rates, power, the source's state and error, and what else fails (``; problems: ...``)."""
+    w = (snap["power"] or {}).get("watts")
+    src = snap["source"]
+    line = (f"model {model}, {snap['processed_fps'] or 0:.1f} fps, inference {snap['inference_ms']['p50'] or 0:.1f} ms, "
+            + (f"{w:.2f} W" if w is not None else "power n/a")
+            + f"; source {src['name'] or source} {src['state']}" + (f": {src['error']}" if src["error"] else ""))
+    others = [p for p in snap["problems"] if not p.startswith("source ")]
+    return line + (f"; problems: {'; '.join(others)}" if others else "")
 
 
 class Telemetry:
@@ -117,7 +142,8 @@ class Telemetry:
             self._procs.pop(pid, None)
             return None, None
 
-    def snapshot(self, supervisor, active_model: str) -> dict:
+    def snapshot(self, supervisor, active_model: str, parts: dict[str, str] | None = None) -> dict:
+        """The snapshot; ``parts``: the launcher's optional parts failing now (part -> what), listed in ``problems``."""
         stages = {}
         rejected: dict[str, int] = {f"launcher.{k}": v for k, v in self.rejected_launcher.items()}
         total_rss = 0.0
@@ -133,6 +159,7 @@ class Telemetry:
         stages["launcher"] = {"pid": os.getpid(), "alive": True, "restarts": 0, "fps": None, "rss_mb": own_rss, "cpu_percent": own_cpu}
         total_rss += own_rss or 0.0
         cap, inf = self.stage_stats.get("capture", {}), self.stage_stats.get("infer", {})
+        probs = problems(supervisor, cap, self.stage_stats, parts) + mqtt_problems(self.stage_stats.get("mqtt"), supervisor)
         return {
             "version": SNAPSHOT_VERSION,
             "time": time.time(),
@@ -153,8 +180,8 @@ class Telemetry:
             "total_rss_mb": round(total_rss, 1),
             "faces_dropped": inf.get("faces_dropped", 0),
             "source": source_block(cap),
-            "healthy": supervisor.healthy() and source_ok(cap),
-            "problems": problems(supervisor, cap) + mqtt_problems(self.stage_stats.get("mqtt"), supervisor),
+            "healthy": not probs,  # every part works: core stages, the source and each enabled optional part
+            "problems": probs,
             "emotions": self.emotions.snapshot(),
             "mqtt": _mqtt(self.stage_stats.get("mqtt")) if "mqtt" in supervisor.stages else None,
         }
@@ -169,34 +196,94 @@ def mqtt_problems(s: dict | None, supervisor) -> list[str]:
 
 def _mqtt(s: dict | None) -> dict:
     s = s or {}
-    return {k: s.get(k) for k in ("connected", "connects", "published", "dropped", "client_id", "clash")}
+    return {k: s.get(k) for k in ("connected", "state", "error", "connects", "published", "dropped", "client_id", "clash")}
 
 
 class History:
-    """Appends one JSON line per interval; rotates by size; each line flushed so a crash loses at most one."""
+    """Appends one JSON line per interval to ``path``; rotates by size (to ``path.1``).
 
-    def __init__(self, path: Path, max_bytes: int):
-        self.path, self.max_bytes = Path(path), max_bytes
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    Optional and soft: a write that fails (ENOSPC, EROFS, EIO...) is undone (the file is cut back to
+    its last whole line), logged once, and turns the history off; :attr:`error` says why (the
+    launcher lists it in ``problems``). Every ``retry_s`` seconds it tries again, and when a line
+    gets written it logs that the history is back on. Never raises.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, log=None, retry_s: float = 30.0, clock=time.monotonic):
+        self.path, self.max_bytes, self.log, self.retry_s, self.clock = Path(path), max_bytes, log, retry_s, clock
+        self.fd: int | None = None
+        self.error: str | None = None
+        self.retry_at = 0.0
+
+    def _open(self) -> None:
+        from emod import dirs
+
         if os.path.lexists(self.path):
-            from emod import dirs
-
             dirs.check_file(self.path, "telemetry history")
-        self.f = open(self.path, "a", buffering=1)
-        if self.f.tell() > 0:
-            with open(self.path, "rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":
-                    self.f.write("\n")  # end the line a crash cut short, so the next record stands alone
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size > 0:
+                with open(self.path, "rb") as r:
+                    r.seek(-1, os.SEEK_END)
+                    if r.read(1) != b"\n":
+                        self._write(fd, b"\n")  # end the line a crash cut short, so the next record stands alone
+        except OSError:
+            os.close(fd)
+            raise
+        self.fd = fd
 
-    def append(self, snapshot: dict) -> None:
-        line = json.dumps(snapshot, separators=(",", ":")) + "\n"
-        if self.f.tell() + len(line) > self.max_bytes:
-            self.f.close()
-            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            self.f = open(self.path, "a", buffering=1)
-        self.f.write(line)
-        self.f.flush()
+    @staticmethod
+    def _write(fd: int, data: bytes) -> None:
+        before = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(28, "No space left on device (short write)")
+        except OSError:
+            try:
+                os.ftruncate(fd, before)  # no half-written line left behind
+            except OSError:
+                pass
+            raise
+
+    def append(self, snapshot: dict) -> bool:
+        """Write one line; False when the history is off (it failed, and the retry time has not come)."""
+        now = self.clock()
+        if self.fd is None and now < self.retry_at:
+            return False
+        line = (json.dumps(snapshot, separators=(",", ":")) + "\n").encode()
+        try:
+            if self.fd is None:
+                self._open()
+            if os.fstat(self.fd).st_size + len(line) > self.max_bytes:
+                os.close(self.fd)
+                self.fd = None
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                self._open()
+            self._write(self.fd, line)
+        except OSError as e:
+            self._off(e, now)
+            return False
+        if self.error is not None:
+            self.error = None
+            if self.log is not None:
+                self.log.info("telemetry history back on", path=str(self.path))
+        return True
+
+    def _off(self, e: OSError, now: float) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        self.retry_at = now + self.retry_s
+        first = self.error is None
+        self.error = f"off, cannot write {self.path}: {e.strerror or e}; retrying every {self.retry_s:.0f} s"
+        if first and self.log is not None:
+            self.log.warning("telemetry history off; the sensor keeps running", path=str(self.path), error=str(e),
+                             retry_s=self.retry_s)
 
     def close(self) -> None:
-        self.f.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

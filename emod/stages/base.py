@@ -20,6 +20,19 @@ from emod import bus, protocol
 from emod.config import Config
 from emod.stages import lifeline
 
+EXIT_MISSING_MODULE = 69  # EX_UNAVAILABLE: an ImportError; the supervisor retries slowly instead of restart-looping
+PIP_NAMES = {"paho": "paho-mqtt", "aiohttp": "aiohttp", "onnxruntime": "onnxruntime", "cv2": "opencv-python-headless",
+             "torch": "torch", "safetensors": "safetensors", "argon2": "argon2-cffi", "psutil": "psutil",
+             "picamera2": "python3-picamera2 (apt)", "zmq": "pyzmq", "structlog": "structlog"}
+
+
+def missing_module_message(e: ImportError) -> str:
+    """``No module named 'paho' (pip install paho-mqtt)``: the error and the package that provides the module."""
+    top = (e.name or "").split(".")[0]
+    pkg = PIP_NAMES.get(top, top)
+    how = f"apt install {pkg.split()[0]}" if pkg.endswith("(apt)") else f"pip install {pkg}"
+    return f"{e} ({how})" if top else str(e)
+
 
 class Stage:
     name = "stage"
@@ -60,8 +73,14 @@ class Stage:
             while self.running:
                 self.step()
                 self.report()
+        except ImportError as e:  # a package is not installed: say which, and do not restart-loop
+            msg = missing_module_message(e)
+            self.log.error("stage cannot start: a package is missing", error=msg)
+            self._final_report(msg)
+            return EXIT_MISSING_MODULE
         except Exception as e:
             self.log.error("stage failed", error=f"{type(e).__name__}: {e}", exc_info=True)
+            self._final_report(f"{type(e).__name__}: {e}")
             return 1
         finally:
             if ready:
@@ -69,6 +88,16 @@ class Stage:
             self.telemetry.close()
             self.log.info("stage stopped")
         return 0
+
+    def _final_report(self, error: str) -> None:
+        """Tell the launcher why this stage is about to exit (its ``problems`` name it); best effort."""
+        try:
+            self.telemetry.setsockopt(zmq.LINGER, 500)
+            self.telemetry.send_multipart(protocol.encode(b"telemetry", {"stage": self.name, "pid": os.getpid(),
+                                                                         "t_mono": time.monotonic(), "stats": {"error": error[:300]}}),
+                                          zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def report(self, force: bool = False) -> None:
         now = time.monotonic()

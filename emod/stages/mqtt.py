@@ -28,15 +28,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 from emod import protocol
 from emod.events import Subscriber, TrackEvents
 from emod import bus, mqtt_instance
-from emod.mqtt import NO_FACE, Debounced, DominantWindow, Topics, default_device_id, discovery_configs
+from emod.mqtt import (NO_FACE, CredentialError, Debounced, DominantWindow, Topics, check_ca_file, default_device_id,
+                       discovery_configs, read_password)
 from emod.stages.base import Stage
 
 STATS_PERIOD_S = 5.0
+CREDENTIAL_RETRY_MAX_S = 60.0  # a bad password/CA file: read it again after 2 s, doubling to this
 MAX_PENDING = 100  # QoS 0 messages handed to paho but not yet written to the socket (slow broker)
 
 
@@ -68,28 +69,54 @@ class MqttStage(Stage):
         self.client_id = mqtt_instance.client_id(self.topics.device_id, self.rundir)
         self.claims = mqtt_instance.ClashDetector(self.topics.device_id, self.client_id, self.rundir)
         self.record = mqtt_instance.PublishedRecord(bus.state_dir(self.cfg.daemon.state_dir or None))
-        c = self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id)
-        if m.username:
-            password = Path(m.password_file).read_text().splitlines()[0] if m.password_file else None
-            c.username_pw_set(m.username, password)
-        if m.tls:
-            c.tls_set(ca_certs=m.ca_file or None)
+        self.state, self.error = "connecting", None  # connecting, connected, disconnected, refused, error
+        self.client = None
+        self.retry_at, self.retry_s = 0.0, 2.0
+        self.password: str | None = None
+        self._paho = paho
+        self._try_start()
+
+    def _try_start(self) -> None:
+        """Read the credentials and start paho's network thread; a bad file is reported (state ``error``) and retried."""
+        m = self.cfg.mqtt
+        try:
+            password = read_password(m.password_file) if m.username and m.password_file else None
+            if m.tls and m.ca_file:
+                check_ca_file(m.ca_file)
+            c = self._paho.Client(self._paho.CallbackAPIVersion.VERSION2, client_id=self.client_id)
+            if m.username:
+                c.username_pw_set(m.username, password)
+            self.password = password
+            if m.tls:
+                c.tls_set(ca_certs=m.ca_file or None)
+        except (CredentialError, OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            self.retry_at, self.retry_s = time.monotonic() + self.retry_s, min(self.retry_s * 2, CREDENTIAL_RETRY_MAX_S)
+            if self.error != str(e):
+                self.log.error("mqtt cannot start; the sensor keeps running, retrying", error=str(e), retry_s=self.retry_s)
+            self.state, self.error = "error", str(e)
+            return
         c.will_set(self.topics.availability, "offline", qos=1, retain=True)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.max_queued_messages_set(MAX_PENDING)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.message_callback_add(self.topics.state(protocol.MQTT_INSTANCE), self._on_claim)
+        self.client = c
+        self.state, self.error = "connecting", None
         c.connect_async(m.host, m.port, keepalive=m.keepalive)
         c.loop_start()
         self.log.info("mqtt connecting", host=m.host, port=m.port, base=self.topics.base, client_id=self.client_id)
 
     # --- paho's thread ------------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.log.warning("mqtt connection refused", reason=str(reason_code))
+        if reason_code.is_failure:  # e.g. "Not authorized": paho retries with backoff
+            if self.error != f"broker refused the connection: {reason_code}":
+                self.log.warning("mqtt connection refused", reason=str(reason_code))
+            self.state, self.error = "refused", f"broker refused the connection: {reason_code}"
             return
+        self.state, self.error = "connected", None
         self.connects += 1
         self.log.info("mqtt connected", broker=f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}", connects=self.connects)
         with self.lock:
@@ -124,9 +151,17 @@ class MqttStage(Stage):
         if began:
             self.log.warning("mqtt device id clash: " + began, other=self.claims.other, client_id=self.client_id)
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        if self.state != "refused":
+            self.state, self.error = "disconnected", f"cannot reach the broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.running:
-            self.log.warning("mqtt disconnected; reconnecting with backoff", reason=str(reason_code))
+            if self.state == "connected":
+                self.log.warning("mqtt disconnected; reconnecting with backoff", reason=str(reason_code))
+                self.state, self.error = "disconnected", f"lost the broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port}: {reason_code}"
+            elif self.state != "refused":
+                self.state = "disconnected"
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self.lock:
@@ -136,7 +171,7 @@ class MqttStage(Stage):
     def _send(self, topic: str, payload: str, retain: bool = False) -> bool:
         """Publish at QoS 0 if connected and the broker keeps up; otherwise count it as dropped."""
         with self.lock:
-            if not self.client.is_connected() or self.pending >= MAX_PENDING:
+            if self.client is None or not self.client.is_connected() or self.pending >= MAX_PENDING:
                 self.dropped += 1
                 return False
             self.pending += 1
@@ -149,7 +184,25 @@ class MqttStage(Stage):
         self.published += 1
         return True
 
+    def _reread_password(self) -> None:
+        """While the broker refuses the login: read the password file again; a new password is used on the next try."""
+        m = self.cfg.mqtt
+        self.retry_at = time.monotonic() + 5.0
+        try:
+            password = read_password(m.password_file)
+        except CredentialError as e:
+            self.error = str(e)
+            return
+        if password != self.password:
+            self.password = password
+            self.client.username_pw_set(m.username, password)
+            self.log.info("mqtt password file changed; logging in again")
+
     def step(self) -> None:
+        if self.client is None and time.monotonic() >= self.retry_at:
+            self._try_start()
+        elif self.state == "refused" and self.cfg.mqtt.password_file and time.monotonic() >= self.retry_at:
+            self._reread_password()
         message = self.sub.recv(timeout=0.2)
         if message is not None:
             self.dominant.add(message)
@@ -183,6 +236,9 @@ class MqttStage(Stage):
         self.states[protocol.MQTT_WATTS].set(f"{watts:.2f}" if watts is not None else "None")  # Home Assistant: unknown
 
     def teardown(self) -> None:
+        if self.client is None:
+            self.sub.close()
+            return
         if self.claims.current():  # another emod publishes under this device id: its availability stands
             self.log.info("mqtt leaves availability to the other instance of this device id", other=self.claims.other)
             self._publish_wait(self.topics.state(protocol.MQTT_INSTANCE), self.claims.claim(leaving=True), retain=False)
@@ -203,5 +259,8 @@ class MqttStage(Stage):
             pass
 
     def stats(self) -> dict:
-        return {"connected": self.client.is_connected(), "connects": self.connects, "published": self.published,
-                "dropped": self.dropped, "received": self.sub.received, "client_id": self.client_id, "clash": self.claims.clash}
+        connected = self.client is not None and self.client.is_connected()
+        state = "connected" if connected else ("connecting" if self.state == "connected" else self.state)
+        return {"connected": connected, "state": state, "error": None if connected else self.error, "connects": self.connects,
+                "published": self.published, "dropped": self.dropped, "received": self.sub.received,
+                "client_id": self.client_id, "clash": self.claims.clash}

@@ -105,11 +105,9 @@ class Credentials:
         lines += [f"token {name} {h}" for h, name in sorted(self.tokens.items(), key=lambda kv: kv[1])]
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, self.path)
+        from emod.launcher.statefiles import write_atomic
+
+        write_atomic(self.path, "\n".join(lines) + "\n", mode=0o600)  # fsynced; a full disk leaves no temporary file
         self._mtime = os.lstat(self.path).st_mtime_ns
 
     def set_password(self, name: str, password: str) -> None:

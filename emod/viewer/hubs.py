@@ -78,12 +78,13 @@ def sse_event(msg: dict) -> bytes:
 class EmotionHub:
     """Latest ``emotions`` message, SSE fan-out and the face-time timeline, fed by a subscriber thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, subscriber=None):
+    def __init__(self, loop: asyncio.AbstractEventLoop, subscriber=None, clock=time.monotonic, wall=time.time):
         self.loop = loop
+        self.clock, self.wall = clock, wall  # buckets age on the monotonic clock; wall time only labels them
         self.latest: dict | None = None
         self.latest_t = 0.0  # monotonic time it arrived
         self.clients: set[SseClient] = set()
-        self.buckets: dict[int, dict[str, float]] = {}
+        self.buckets: dict[int, dict[str, float]] = {}  # monotonic bucket start (s) -> face-seconds per label
         self.tracks_seen: set[int] = set()
         self._prev_t: float | None = None
         self._sub = subscriber
@@ -131,7 +132,7 @@ class EmotionHub:
                 c.lagging = True  # its handler drops it; nobody waits for a slow reader
 
     def _account(self, msg: dict) -> None:
-        t = float(msg["t_wall"])
+        t = self.clock()  # arrival time: a wall-clock step (NTP on a Pi without RTC) neither freezes nor skips the window
         dt = 0.0 if self._prev_t is None else t - self._prev_t
         self._prev_t = t
         if not 0.0 < dt <= MAX_GAP_S:
@@ -144,11 +145,15 @@ class EmotionHub:
         for old in [k for k in self.buckets if k < start - WINDOW_S]:
             del self.buckets[old]
 
-    def timeline(self, now: float | None = None) -> dict:
-        """Face-seconds per label in BUCKET_S buckets over the last WINDOW_S seconds, with the window's shares."""
-        now = time.time() if now is None else now
-        keep = sorted(k for k in self.buckets if k > now - WINDOW_S - BUCKET_S)
-        buckets = [{"t": k, "face_s": {lab: round(v, 3) for lab, v in self.buckets[k].items() if v > 0}} for k in keep]
+    def timeline(self) -> dict:
+        """Face-seconds per label in BUCKET_S buckets over the last WINDOW_S seconds, with the window's shares.
+
+        Each bucket's ``t`` is its start in epoch seconds (now's wall time minus its monotonic age).
+        """
+        mono, now = self.clock(), self.wall()
+        keep = sorted(k for k in self.buckets if k > mono - WINDOW_S - BUCKET_S)
+        buckets = [{"t": round(now - (mono - k), 3), "face_s": {lab: round(v, 3) for lab, v in self.buckets[k].items() if v > 0}}
+                   for k in keep]
         totals = {lab: 0.0 for lab in LABELS}
         for b in buckets:
             for lab, v in b["face_s"].items():

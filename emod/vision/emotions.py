@@ -47,6 +47,7 @@ class _TrackLog:
     start: float  # t_wall of the first frame
     t0: float  # tracker clock of the first frame
     end: float = 0.0
+    t1: float = 0.0  # tracker clock of the last frame: duration_s ages on it, not on t_wall (a clock step)
     frames: int = 0
     label: str = ""
     seconds: Counter = field(default_factory=Counter)  # face-time per smoothed label
@@ -56,7 +57,7 @@ class _TrackLog:
         weights = self.seconds if sum(self.seconds.values()) > 0 else self.counts
         shares = distribution([weights.get(name, 0.0) for name in LABELS])
         return {"track": track, "label": max(shares, key=shares.get), "frames": self.frames, "start": round(self.start, 3),
-                "end": round(self.end, 3), "duration_s": round(max(0.0, self.end - self.start), 3), "shares": shares}
+                "end": round(self.end, 3), "duration_s": round(max(0.0, self.t1 - self.t0), 3), "shares": shares}
 
 
 def from_config(d) -> "EmotionStream":
@@ -120,7 +121,7 @@ class EmotionStream:
                 self.tracks_seen += 1
             label = tr.smoothed.label
             changed = not started and label != log.label
-            log.label, log.end = label, t_wall
+            log.label, log.end, log.t1 = label, t_wall, t
             log.frames += 1
             log.counts[label] += 1
             log.seconds[label] += dt

@@ -45,7 +45,7 @@ class Daemon:
 
 @dataclass
 class Capture:
-    source: str = opt("auto", "auto, picamera2, demo, /dev/videoN, a video file or URL, or an image folder.")
+    source: str = opt("auto", "auto, picamera2 (camera 0) or picamera2:N (camera N; emod doctor lists them), demo, /dev/videoN, a video file or URL, or an image folder.")
     loop: bool = opt(False, "Restart a file source at its end.")
     realtime: bool = opt(True, "Pace file sources at their own frame rate (off: as fast as possible).")
     width: int = opt(640, "Camera frame width (cameras only).")

@@ -78,6 +78,7 @@ WRITERS = {
     "train-full-stage2.json": "tools/train.py --out runs/full2 --pretrained runs/full/model --epochs 30",
     "outputs-bench.json": "tools/bench_outputs.py --json docs/reports/outputs-bench.json",
     "pi_check.json": "make pi-check",
+    "setup-venv.json": "time make setup && du -sb .venv && time make setup-dev && du -sb .venv",
 }
 
 # page text with {SOURCE:PATH:FORMAT} placeholders (see the module docstring)
@@ -106,6 +107,12 @@ FIGURES = [
     "| time, emulated: all checks / installing `[full]` (torch with its CUDA wheels) | "
     "{pi_check:releases.bookworm.total_seconds:,.0f} s / {pi_check:releases.bookworm.seconds.install_full:,.0f} s | "
     "{pi_check:releases.trixie.total_seconds:,.0f} s / {pi_check:releases.trixie.seconds.install_full:,.0f} s |",
+    # what `make run` and `make test` install: docs/reports/setup-venv.json (docs/measurements.md, the set-up)
+    "(a {setup-venv:1e-6*run.venv_bytes:.0f} MB `.venv`; both models run without PyTorch). `make test` adds PyTorch and the "
+    "dev tools to the same `.venv` ({setup-venv:1e-9*test.venv_bytes:.1f} GB in all)",
+    "| `make run` (base dependencies) | {setup-venv:1e-6*run.venv_bytes:.0f} MB | {setup-venv:run.seconds:.0f} s |",
+    "| `make test` (adds PyTorch and the dev tools) | {setup-venv:1e-9*test.venv_bytes:.1f} GB | {setup-venv:test.seconds:.0f} s more |",
+    "in a fresh clone of commit `501a073` on this {setup-venv:machine.cpu_count:d}-core build machine",
     # "Measured here": tools/measure.py
     "| processed fps | {daemon:models.quant.processed_fps:.1f} | {daemon:models.full.processed_fps:.1f} |",
     "| capture-to-result latency p50 / p95 | {daemon:models.quant.latency_ms.p50:.1f} / "

@@ -19,7 +19,7 @@ machine's result computed now with the same commit:
   same labels, except where x86's top two probabilities are within 0.1 (``analyze.identical``: exactly the same);
 - ``quant_agreement`` / ``quant_max_abs_diff``: ``quant`` on 400 seeded PrivateTest faces, top-label
   agreement and largest absolute probability difference (``quant_tensor_identical``: same input tensor);
-- ``full_ok``: ``pip install -e '.[full]'`` (torch 2.13.0) works and ``full`` gives the same top labels;
+- ``full_ok``: ``pip install '.[full]'`` (the wheel, as the install block; torch 2.13.0) works and ``full`` gives the same top labels;
 - ``run_ok``: ``emod run --source demo --duration 30`` reaches its first result and exits 0;
 - ``surfaces_ok``: one entry per surface a Pi owner uses, from ``tools/pi_surfaces.py`` run in the root with
   the venv's Python (after ``apt-get install mosquitto systemd`` there), before ``[full]`` is installed, so
@@ -325,7 +325,7 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
         np.save(root.path / "tmp" / "faces.npy", faces)
         models = ["quant"]
         if with_full:
-            rc, secs["install_full"] = root.sh(f"pip_c=constraints/pi-{release}.txt; .venv/bin/pip install -c $pip_c -e '.[full]'",
+            rc, secs["install_full"] = root.sh(f"pip_c=constraints/pi-{release}.txt; .venv/bin/pip install -c $pip_c '.[full]'",
                                                timeout=5400)
             res["full_install_ok"] = rc == 0
             models.append("full")

@@ -19,6 +19,7 @@ import sys
 from emod import protocol
 from emod.client import Client, ClientError
 from emod.launcher.control import COMMANDS
+from emod.cli.pipe import safe_stdio
 
 
 def _pct(x) -> str:
@@ -48,6 +49,7 @@ def _print_status(s: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    safe_stdio()
     helps = "\n".join(f"  {c.name:<10} {c.help}" for c in COMMANDS.values())
     p = argparse.ArgumentParser(prog="emod-ctl", description="Control a running emod.", epilog="commands:\n" + helps,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -15,7 +15,7 @@ import time
 
 from emod.cli.argtypes import plain
 from emod import bus
-from emod.cli.pipe import reader_gone
+from emod.cli.pipe import reader_gone, safe_stdio
 from emod.client import Client, ClientError
 from emod.launcher.emotion_tally import format_shares
 
@@ -57,6 +57,7 @@ def render(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    safe_stdio()
     try:
         return _main(argv)
     except BrokenPipeError:  # the reader went away (| head): not an error

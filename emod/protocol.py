@@ -49,7 +49,10 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 # Endpoint names: one ipc socket file each under the runtime directory.
-FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end), display (topic frame)
+FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end + acks), display (topic frame)
+# A topic never sent: inference subscribes to it on FRAMES to say "I publish one result per frame on RESULTS", so
+# that capture can hand a finite source's next frame over only once the last one is done (every frame analysed).
+ACKS_TOPIC = b"acks"
 RESULTS = "results"  # PUB infer -> SUB display, launcher
 PREVIEW = "preview"  # PUB display -> SUB emod-view (any number)
 POWER = "power"  # PUB power -> SUB display, launcher

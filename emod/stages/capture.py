@@ -8,7 +8,16 @@ once it ends it repeats an ``end`` message naming its last ``seq`` so that frame
 the end are counted too (slow-joiner safe at both ends).
 
 File frames are paced by their own media time (``t_media``, carried in the header), not by
-an average rate. Source errors are retried with exponential backoff (reset only once a
+an average rate: frame k is due at one start anchor plus its media time since the first
+frame, so sleeps never add up to a drift, and frames made late by a stall are sent at once until
+the schedule is met again (only a stall over :data:`RESYNC_S` starts a new anchor).
+
+A file or folder has every frame analysed: the next frame goes out only once inference has
+published its result for the previous one (inference says it does so by subscribing to
+:data:`emod.protocol.ACKS_TOPIC`), waiting at most until the frame is :data:`CATCH_UP_S` late
+(played in real time) or :data:`ACK_TIMEOUT_S` (``realtime = false``). Only a machine that stays
+slower than the file's frame rate loses frames then, and inference counts them as dropped.
+Source errors are retried with exponential backoff (reset only once a
 frame arrives) and reported in telemetry as ``state`` and ``error``, never fatal; a live
 source that sends nothing is "no signal", one that sends the same picture for
 :data:`FROZEN_S` seconds is flagged ``frozen``.
@@ -29,6 +38,9 @@ from emod.stages.base import RateMeter, Stage
 FROZEN_S = 5.0  # a live source repeating one picture this long is frozen
 END_REPEAT_S = 1.0
 MAX_BACKOFF_S = 10.0
+CATCH_UP_S = 2.0  # a file frame waits for inference's last result until it is this late
+ACK_TIMEOUT_S = 2.0  # realtime = false: the longest wait for inference's last result
+RESYNC_S = 5.0  # a file frame this late (a suspended process) starts a new pacing anchor instead of a burst
 
 
 def _fingerprint(frame) -> int:
@@ -44,6 +56,9 @@ class CaptureStage(Stage):
         self.pub = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.FRAMES, hwm=2)
         self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.FRAMES, self.log)  # frames_bind, or None
         self.topics: set[bytes] = set()  # topics some local subscriber holds
+        # inference's results, read only for their seq: the acknowledgement a finite source waits for
+        self.results = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=100, topic=b"result")
+        self.acked = 0  # the newest frame seq inference has published a result for
         self.seq = 0
         self.source = None
         self.spec: str | None = None  # the source last opened; kept while a looping clip reopens
@@ -154,7 +169,9 @@ class CaptureStage(Stage):
             return
         self.backoff = 0.5  # a frame arrived: the source works again
         self.state, self.error = "ok", None
-        self._pace(src)
+        due = self._pace(src)
+        if not src.live:
+            self._await_inference(due)
         if src.live:
             self._check_frozen(frame)
         self.seq += 1
@@ -169,24 +186,66 @@ class CaptureStage(Stage):
             self.link.send([topic, h, frame.data], copy=False)
         self.rate.tick()
 
-    def _pace(self, src) -> None:
-        """Sleep until this file frame is due: by its own media time, else by the source's nominal rate."""
+    def _pace(self, src) -> float | None:
+        """Sleep until this file frame is due: by its own media time, else by the source's nominal rate.
+
+        Returns when it was due (``time.monotonic()`` seconds), None when it is not paced. Every due
+        time is the first frame's anchor plus the media time since it: a late frame is sent at once
+        and the next ones catch up, with no drift; a frame over :data:`RESYNC_S` late re-anchors.
+        """
         if src.live or not self.cfg.capture.realtime:
-            return
+            return None
         if src.t_media is not None:
             if self.m0 is None:
                 self.t0, self.m0 = time.monotonic(), src.t_media
             offset = src.t_media - self.m0
         elif src.fps:
+            if self.n0 == 0:
+                self.t0 = time.monotonic()
             offset = self.n0 / src.fps
             self.n0 += 1
         else:
-            return
-        delay = self.t0 + offset - time.monotonic()
+            return None
+        due = self.t0 + offset
+        delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        elif delay < -0.5:  # fell far behind (stalled): re-anchor instead of bursting
-            self.t0, self.m0, self.n0 = time.monotonic(), src.t_media, 0
+        elif delay < -RESYNC_S:  # stalled for long (suspended): start again from here instead of a burst
+            self.log.warning("file source stalled, pacing re-anchored", late_s=round(-delay, 2))
+            self.t0, self.m0, self.n0 = time.monotonic(), src.t_media, 1
+            due = self.t0
+        return due
+
+    def _await_inference(self, due: float | None) -> None:
+        """Before a file frame goes out: wait for inference's result of the previous one (see the module doc)."""
+        self._read_acks(0)
+        if self.seq == 0 or self.acked >= self.seq or protocol.ACKS_TOPIC not in self.topics:
+            return
+        if self.cfg.remote.frames_bind:  # inference may run on another host: its results are not here
+            return
+        deadline = (due + CATCH_UP_S) if due is not None else time.monotonic() + ACK_TIMEOUT_S
+        while self.acked < self.seq:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._read_acks(int(min(left, 0.1) * 1e3) + 1)
+            self._subscriptions()
+            if protocol.ACKS_TOPIC not in self.topics:  # inference went away
+                return
+
+    def _read_acks(self, wait_ms: int) -> None:
+        if not self.results.poll(wait_ms, zmq.POLLIN):
+            return
+        while True:
+            try:
+                msg = self.results.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                _, h, _ = protocol.decode(msg, expect=b"result")
+            except protocol.ProtocolError:
+                continue  # inference's results: a bad one is the display's to count
+            self.acked = max(self.acked, h["seq"])
 
     def _check_frozen(self, frame) -> None:
         fp = _fingerprint(frame)
@@ -218,6 +277,7 @@ class CaptureStage(Stage):
     def teardown(self) -> None:
         self._close()
         self.pub.close()
+        self.results.close()
         if self.link is not None:
             self.link.close()
 

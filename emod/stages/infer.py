@@ -33,6 +33,7 @@ class InferStage(Stage):
         # frames, and the end-of-source marker (capture waits for this subscription before a file's first frame)
         self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=2, topic=b"frame")
         self.frames.setsockopt(zmq.SUBSCRIBE, b"end")
+        self.frames.setsockopt(zmq.SUBSCRIBE, protocol.ACKS_TOPIC)  # capture may wait for our result of each file frame
         self.interval: float | None = None  # seconds between captured frames (EMA), to tell a stale frame
         self.last_t_mono: float | None = None
         self.last_rx_seq = 0

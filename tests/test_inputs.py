@@ -189,7 +189,7 @@ def test_a_video_cut_short_carries_the_ended_early_warning(short_tmp, tiny_model
 
 def test_a_non_ascii_name_in_text_mode_never_ends_the_batch(short_tmp, tiny_models) -> None:
     """Issue 29 kind 2: `PYTHONIOENCODING=ascii emod analyze .` in a folder of non-ASCII names reports every file,
-    escaped, exit 0; `emod analyze --summary` and `emod-stats` (no daemon: its error names the runtime dir) too."""
+    escaped, exit 0; so do `emod analyze --summary` and `emod validate` (which printed a traceback too)."""
     names = ["café.jpg", "中文.png", "naïve.jpg", "Ünï.jpg", "ñ.jpg", "日本.jpg", "résumé.jpg"]
     for n in names:
         shutil.copy(_photo(), short_tmp / n)
@@ -205,10 +205,10 @@ def test_a_non_ascii_name_in_text_mode_never_ends_the_batch(short_tmp, tiny_mode
     r = subprocess.run([str(EMOD), "analyze", "--model", "tiny", "--summary", "."], cwd=short_tmp, env=env,
                        capture_output=True, timeout=120)
     assert r.returncode == 0 and b"Traceback" not in r.stderr and r.stdout.count(b"\\") >= len(names), r.stderr
-    stats = Path(EMOD).parent / "emod-stats"
-    rd = short_tmp / "runtimé"
-    r = subprocess.run([str(stats), "--runtime-dir", str(rd)], env=env, capture_output=True, timeout=60)
-    assert r.returncode == protocol.EXIT_UNREACHABLE and b"Traceback" not in r.stderr and b"runtim\\xe9" in r.stdout + r.stderr
+    conf = short_tmp / "réglages.toml"
+    conf.write_text('[capture]\nsource = "demo"\n')
+    r = subprocess.run([str(EMOD), "validate", str(conf)], env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0 and b"r\\xe9glages.toml: valid" in r.stdout, r.stdout + r.stderr
 
 
 def test_files_met_in_a_folder_that_are_not_media_are_skipped(short_tmp, tiny_models) -> None:

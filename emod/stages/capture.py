@@ -14,9 +14,9 @@ the schedule is met again (only a stall over :data:`RESYNC_S` starts a new ancho
 
 A file or folder has every frame analysed: the next frame goes out only once inference has
 published its result for the previous one (inference says it does so by subscribing to
-:data:`emod.protocol.ACKS_TOPIC`), waiting at most until the frame is :data:`CATCH_UP_S` late
-(played in real time) or :data:`ACK_TIMEOUT_S` (``realtime = false``). Only a machine that stays
-slower than the file's frame rate loses frames then, and inference counts them as dropped.
+:data:`emod.protocol.ACKS_TOPIC`). A machine slower than the file's frame rate then plays it
+slower than real time instead of losing frames; only an inference stage that gives no result
+within :data:`ACK_TIMEOUT_S` (stuck, restarting) loses frames, and it counts them as dropped.
 Source errors are retried with exponential backoff (reset only once a
 frame arrives) and reported in telemetry as ``state`` and ``error``, never fatal; a live
 source that sends nothing is "no signal", one that sends the same picture for
@@ -38,9 +38,8 @@ from emod.stages.base import RateMeter, Stage
 FROZEN_S = 5.0  # a live source repeating one picture this long is frozen
 END_REPEAT_S = 1.0
 MAX_BACKOFF_S = 10.0
-CATCH_UP_S = 2.0  # a file frame waits for inference's last result until it is this late
-ACK_TIMEOUT_S = 2.0  # realtime = false: the longest wait for inference's last result
-RESYNC_S = 5.0  # a file frame this late (a suspended process) starts a new pacing anchor instead of a burst
+ACK_TIMEOUT_S = 2.0  # the longest a file frame waits for inference's result of the previous one
+RESYNC_S = 5.0  # a file frame this late (a suspended process, slow inference) starts a new pacing anchor, not a burst
 
 
 def _fingerprint(frame) -> int:
@@ -98,6 +97,7 @@ class CaptureStage(Stage):
         self.t0 = time.monotonic()
         self.m0: float | None = None
         self.n0 = 0
+        self.resynced = False  # said once per opening that the file plays slower than real time
         if self.looping:
             self.looping = False  # a looping clip starts again: not news
         elif not self.opened_once:
@@ -169,9 +169,9 @@ class CaptureStage(Stage):
             return
         self.backoff = 0.5  # a frame arrived: the source works again
         self.state, self.error = "ok", None
-        due = self._pace(src)
+        self._pace(src)
         if not src.live:
-            self._await_inference(due)
+            self._await_inference()
         if src.live:
             self._check_frozen(frame)
         self.seq += 1
@@ -186,15 +186,14 @@ class CaptureStage(Stage):
             self.link.send([topic, h, frame.data], copy=False)
         self.rate.tick()
 
-    def _pace(self, src) -> float | None:
+    def _pace(self, src) -> None:
         """Sleep until this file frame is due: by its own media time, else by the source's nominal rate.
 
-        Returns when it was due (``time.monotonic()`` seconds), None when it is not paced. Every due
-        time is the first frame's anchor plus the media time since it: a late frame is sent at once
-        and the next ones catch up, with no drift; a frame over :data:`RESYNC_S` late re-anchors.
+        Every due time is the first frame's anchor plus the media time since it: a late frame is sent
+        at once and the next ones catch up, with no drift; a frame over :data:`RESYNC_S` late re-anchors.
         """
         if src.live or not self.cfg.capture.realtime:
-            return None
+            return
         if src.t_media is not None:
             if self.m0 is None:
                 self.t0, self.m0 = time.monotonic(), src.t_media
@@ -205,25 +204,26 @@ class CaptureStage(Stage):
             offset = self.n0 / src.fps
             self.n0 += 1
         else:
-            return None
+            return
         due = self.t0 + offset
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        elif delay < -RESYNC_S:  # stalled for long (suspended): start again from here instead of a burst
-            self.log.warning("file source stalled, pacing re-anchored", late_s=round(-delay, 2))
+        elif delay < -RESYNC_S:  # stalled for long, or inference slower than the file: start again from here
+            if not self.resynced:
+                self.resynced = True
+                self.log.warning("file source behind its own frame rate (slow inference or a stall): played slower "
+                                 "than real time, every frame analysed", late_s=round(-delay, 2))
             self.t0, self.m0, self.n0 = time.monotonic(), src.t_media, 1
-            due = self.t0
-        return due
 
-    def _await_inference(self, due: float | None) -> None:
+    def _await_inference(self) -> None:
         """Before a file frame goes out: wait for inference's result of the previous one (see the module doc)."""
         self._read_acks(0)
         if self.seq == 0 or self.acked >= self.seq or protocol.ACKS_TOPIC not in self.topics:
             return
         if self.cfg.remote.frames_bind:  # inference may run on another host: its results are not here
             return
-        deadline = (due + CATCH_UP_S) if due is not None else time.monotonic() + ACK_TIMEOUT_S
+        deadline = time.monotonic() + ACK_TIMEOUT_S
         while self.acked < self.seq:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -227,3 +227,17 @@ def test_files_met_in_a_folder_that_are_not_media_are_skipped(short_tmp, tiny_mo
         assert r.returncode == 0 and r.stderr.count("skipped: not an image") == 2, r.stderr
     code, out, err = analyze(tiny_models, short_tmp / "MANIFEST.txt")
     assert code == protocol.EXIT_USAGE and "not a video FFmpeg can decode" in out[0]["error"]
+
+
+def test_a_last_frame_held_for_seconds_is_not_a_cut(short_tmp) -> None:
+    """A GIF whose last frame shows for 3 s (its duration says 3.2 s, its frames start by 0.2 s) is whole: no warning."""
+    from PIL import Image
+
+    from emod.sources.video import VideoSource
+
+    frames = [Image.fromarray(np.full((60, 80, 3), 20 * i, np.uint8)) for i in range(6)]
+    frames[0].save(short_tmp / "held.gif", save_all=True, append_images=frames[1:], duration=[40] * 5 + [3000], loop=0)
+    with VideoSource(str(short_tmp / "held.gif")) as v:
+        while v.read() is not None:
+            pass
+        assert v.frames_read == 6 and v.declared_s == pytest.approx(3.2) and v.truncated is None

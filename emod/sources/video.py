@@ -71,6 +71,7 @@ class VideoSource(Source):
         self.frames_read = 0
         self.end_error: str | None = None  # why decoding stopped before the end of the file, if it did
         self._last_t: float | None = None  # media time of the frame before the last (for its duration)
+        self._shown_s: float | None = None  # the last frame's own duration, when the file gives one
         self.rotation: str | None = None  # how the last file frame was turned for display ("rotate 90 ccw"), None if not
 
     def _read(self) -> np.ndarray | None:
@@ -104,6 +105,8 @@ class VideoSource(Source):
             self.t_media = max(0.0, float((frame.pts - (self._start or 0)) * self._time_base))
         else:
             self.t_media = None
+        # how long this frame shows, when the file says (a GIF's or a slideshow's last frame may be held for seconds)
+        self._shown_s = float(frame.duration * self._time_base) if frame.duration and self._time_base else None
         m = orient.frame_matrix(frame) or self._tag_matrix
         self.rotation = orient.describe(m)
         return orient.apply(frame_to_bgr(frame), m)
@@ -125,8 +128,8 @@ class VideoSource(Source):
         if self.end_error:
             return f"ended early: {n} frame{'s' if n != 1 else ''}, then {self.end_error} (truncated?)"
         if self.declared_s and self.t_media is not None:
-            step = self.t_media - self._last_t if self._last_t is not None else 0.0
-            end = self.t_media + max(0.0, step)  # the last frame lasts as long as the one before it
+            step = max(0.0, self.t_media - self._last_t) if self._last_t is not None else 0.0
+            end = self.t_media + (self._shown_s or step)  # else the last frame lasts as long as the one before it
             if self.declared_s - end > max(SHORT_BY_S, 3 * step):
                 return (f"ended early: the frames decoded end at {end:.2f} s of the {self.declared_s:.2f} s "
                         "its container declares (truncated?)")

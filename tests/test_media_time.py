@@ -128,8 +128,9 @@ class _Stalling:
 @pytest.mark.parametrize("stall_at", [13, 40])
 def test_after_a_stall_a_variable_frame_rate_file_catches_up(short_tmp, stall_at) -> None:
     """Issue 29 kind 4: a 100-frame VFR clip (intervals 20..70 ms, made by FFmpeg's encoder) with a 0.6 s stall
-    at frame 13 (or 40): the late frames go out at once, and from 1 s after the stall on every frame is sent within
-    150 ms of its media time on the first frame's anchor (it used to lag 0.6 s for good; 150 ms: a loaded CI machine)."""
+    at frame 13 (or 40): the late frames catch up at twice real time (never faster), and from 1.5 s after the stall on
+    every frame is sent within 150 ms of its media time on the first frame's anchor (it used to lag 0.6 s for good;
+    150 ms: a loaded CI machine)."""
     from _clips import encode
     from emod.sources import open_source
 
@@ -150,6 +151,8 @@ def test_after_a_stall_a_variable_frame_rate_file_catches_up(short_tmp, stall_at
     # the catch-up burst may overflow this stand-in's queue (the daemon's inference paces it by its results)
     assert len(got) > 80 and got[0][1] == 0 and all(any(abs(m - t) < 0.002 for t in times) for _, m in got)
     lag = [(t - got[0][0]) - m for t, m in got]
-    settled = [x for x, (_, m) in zip(lag, got) if m > times[stall_at - 1] + 1.0]
-    assert max(lag) > 0.4 and len(settled) > 20  # the stall happened, and there is a schedule to return to
-    assert max(abs(x) for x in settled) < 0.15, f"still {max(settled) * 1e3:.0f} ms late 1 s after the stall"
+    settled = [x for x, (_, m) in zip(lag, got) if m > times[stall_at - 1] + 1.5]
+    assert max(lag) > 0.4 and len(settled) > 10  # the stall happened, and there is a schedule to return to
+    assert max(abs(x) for x in settled) < 0.15, f"still {max(settled) * 1e3:.0f} ms late 1.5 s after the stall"
+    gaps = [(b[0] - a[0]) / (b[1] - a[1]) for a, b in zip(got, got[1:]) if b[1] > a[1]]
+    assert min(gaps) > 0.4, "late frames went out faster than twice real time (their capture times squeezed)"

@@ -9,8 +9,9 @@ the end are counted too (slow-joiner safe at both ends).
 
 File frames are paced by their own media time (``t_media``, carried in the header), not by
 an average rate: frame k is due at one start anchor plus its media time since the first
-frame, so sleeps never add up to a drift, and frames made late by a stall are sent at once until
-the schedule is met again (only a stall over :data:`RESYNC_S` starts a new anchor).
+frame, so sleeps never add up to a drift, and frames made late by a stall catch up at
+:data:`CATCH_UP_SPEED` times real time until the schedule is met again (only a stall over
+:data:`RESYNC_S` starts a new anchor).
 
 A file or folder has every frame analysed: the next frame goes out only once inference has
 published its result for the previous one (inference says it does so by subscribing to
@@ -39,6 +40,7 @@ FROZEN_S = 5.0  # a live source repeating one picture this long is frozen
 END_REPEAT_S = 1.0
 MAX_BACKOFF_S = 10.0
 ACK_TIMEOUT_S = 2.0  # the longest a file frame waits for inference's result of the previous one
+CATCH_UP_SPEED = 2.0  # late file frames catch up at most this much faster than real time (tracking sees sane motion)
 RESYNC_S = 5.0  # a file frame this late (a suspended process, slow inference) starts a new pacing anchor, not a burst
 
 
@@ -98,6 +100,8 @@ class CaptureStage(Stage):
         self.m0: float | None = None
         self.n0 = 0
         self.resynced = False  # said once per opening that the file plays slower than real time
+        self.sent_at: float | None = None  # when the last file frame went out, and its media offset
+        self.sent_offset = 0.0
         if self.looping:
             self.looping = False  # a looping clip starts again: not news
         elif not self.opened_once:
@@ -181,6 +185,7 @@ class CaptureStage(Stage):
             header["t_media"] = round(src.t_media, 6)
             self.t_media = src.t_media
         topic, h = protocol.encode(b"frame", header, b"x")[:2]
+        self.sent_at = header["t_mono"]
         self.pub.send_multipart([topic, h, frame.data], copy=False)
         if self.link is not None and self.link.active():
             self.link.send([topic, h, frame.data], copy=False)
@@ -189,8 +194,9 @@ class CaptureStage(Stage):
     def _pace(self, src) -> None:
         """Sleep until this file frame is due: by its own media time, else by the source's nominal rate.
 
-        Every due time is the first frame's anchor plus the media time since it: a late frame is sent
-        at once and the next ones catch up, with no drift; a frame over :data:`RESYNC_S` late re-anchors.
+        Every due time is the first frame's anchor plus the media time since it, with no drift; late
+        frames go out at :data:`CATCH_UP_SPEED` times their media spacing until back on it (a burst would
+        squeeze their capture times, and tracking reads motion from them); over :data:`RESYNC_S` late re-anchors.
         """
         if src.live or not self.cfg.capture.realtime:
             return
@@ -206,6 +212,9 @@ class CaptureStage(Stage):
         else:
             return
         due = self.t0 + offset
+        if self.sent_at is not None and offset >= self.sent_offset:  # catching up: at most CATCH_UP_SPEED x real time
+            due = max(due, self.sent_at + (offset - self.sent_offset) / CATCH_UP_SPEED)
+        self.sent_offset = offset
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -215,6 +224,7 @@ class CaptureStage(Stage):
                 self.log.warning("file source behind its own frame rate (slow inference or a stall): played slower "
                                  "than real time, every frame analysed", late_s=round(-delay, 2))
             self.t0, self.m0, self.n0 = time.monotonic(), src.t_media, 1
+            self.sent_offset = 0.0
 
     def _await_inference(self) -> None:
         """Before a file frame goes out: wait for inference's result of the previous one (see the module doc)."""

@@ -50,9 +50,22 @@ MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 # Endpoint names: one ipc socket file each under the runtime directory.
 FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end + acks), display (topic frame)
-# A topic never sent: inference subscribes to it on FRAMES to say "I publish one result per frame on RESULTS", so
-# that capture can hand a finite source's next frame over only once the last one is done (every frame analysed).
+# Topics never sent, subscribed to by inference on FRAMES as an upstream channel (in order with its other
+# subscriptions, so it has no slow-joiner loss): ACKS_TOPIC says "I acknowledge frames", then ``acks:SEQ`` (the
+# previous one unsubscribed) that frame SEQ is done. A finite source hands its next frame over only then.
 ACKS_TOPIC = b"acks"
+
+
+def ack_topic(seq: int) -> bytes:
+    """The subscription by which inference says frame SEQ is done."""
+    return b"acks:%d" % seq
+
+
+def acked_seq(topic: bytes) -> int | None:
+    """SEQ of an :func:`ack_topic` subscription, else None."""
+    if topic.startswith(b"acks:") and topic[5:].isdigit():
+        return int(topic[5:])
+    return None
 RESULTS = "results"  # PUB infer -> SUB display, launcher
 PREVIEW = "preview"  # PUB display -> SUB emod-view (any number)
 POWER = "power"  # PUB power -> SUB display, launcher

@@ -14,8 +14,7 @@ frame, so sleeps never add up to a drift, and frames made late by a stall catch 
 :data:`RESYNC_S` starts a new anchor).
 
 A file or folder has every frame analysed: the next frame goes out only once inference has
-published its result for the previous one (inference says it does so by subscribing to
-:data:`emod.protocol.ACKS_TOPIC`). A machine slower than the file's frame rate then plays it
+said it is done with the previous one (upstream, as a subscription: :data:`emod.protocol.ACKS_TOPIC`). A machine slower than the file's frame rate then plays it
 slower than real time instead of losing frames; only an inference stage that gives no result
 within :data:`ACK_TIMEOUT_S` (stuck, restarting) loses frames, and it counts them as dropped.
 Source errors are retried with exponential backoff (reset only once a
@@ -39,7 +38,7 @@ from emod.stages.base import RateMeter, Stage
 FROZEN_S = 5.0  # a live source repeating one picture this long is frozen
 END_REPEAT_S = 1.0
 MAX_BACKOFF_S = 10.0
-ACK_TIMEOUT_S = 2.0  # the longest a file frame waits for inference's result of the previous one
+ACK_TIMEOUT_S = 5.0  # the longest a file frame waits for inference's result of the previous one (a first inference can be slow)
 CATCH_UP_SPEED = 2.0  # late file frames catch up at most this much faster than real time (tracking sees sane motion)
 RESYNC_S = 5.0  # a file frame this late (a suspended process, slow inference) starts a new pacing anchor, not a burst
 
@@ -57,9 +56,7 @@ class CaptureStage(Stage):
         self.pub = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.FRAMES, hwm=2)
         self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.FRAMES, self.log)  # frames_bind, or None
         self.topics: set[bytes] = set()  # topics some local subscriber holds
-        # inference's results, read only for their seq: the acknowledgement a finite source waits for
-        self.results = bus.connect(self.ctx, zmq.SUB, self.rundir, protocol.RESULTS, hwm=100, topic=b"result")
-        self.acked = 0  # the newest frame seq inference has published a result for
+        self.acked = 0  # the newest frame seq inference has said it is done with (an ``acks:SEQ`` subscription)
         self.seq = 0
         self.source = None
         self.spec: str | None = None  # the source last opened; kept while a looping clip reopens
@@ -82,6 +79,11 @@ class CaptureStage(Stage):
     def _subscriptions(self) -> None:
         for _ in range(bus.read_subscriptions(self.pub, self.topics)):
             self.reject("frames", protocol.ProtocolError("not a subscription message"))
+        for topic in [t for t in self.topics if t.startswith(b"acks:")]:  # inference's acknowledgements: keep the newest
+            seq = protocol.acked_seq(topic)
+            if seq is not None:
+                self.acked = max(self.acked, seq)
+            self.topics.discard(topic)
 
     def _infer_connected(self) -> bool:
         if self.cfg.remote.frames_bind:  # inference may run on another host: nothing to wait for here
@@ -227,35 +229,21 @@ class CaptureStage(Stage):
             self.sent_offset = 0.0
 
     def _await_inference(self) -> None:
-        """Before a file frame goes out: wait for inference's result of the previous one (see the module doc)."""
-        self._read_acks(0)
+        """Before a file frame goes out: wait for inference to be done with the previous one (see the module doc)."""
+        self._subscriptions()
         if self.seq == 0 or self.acked >= self.seq or protocol.ACKS_TOPIC not in self.topics:
             return
-        if self.cfg.remote.frames_bind:  # inference may run on another host: its results are not here
+        if self.cfg.remote.frames_bind:  # inference may run on another host, subscribed on the link: not waited for
             return
         deadline = time.monotonic() + ACK_TIMEOUT_S
         while self.acked < self.seq:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            self._read_acks(int(min(left, 0.1) * 1e3) + 1)
+            self.pub.poll(int(min(left, 0.1) * 1e3) + 1, zmq.POLLIN)  # subscription messages make an XPUB readable
             self._subscriptions()
             if protocol.ACKS_TOPIC not in self.topics:  # inference went away
                 return
-
-    def _read_acks(self, wait_ms: int) -> None:
-        if not self.results.poll(wait_ms, zmq.POLLIN):
-            return
-        while True:
-            try:
-                msg = self.results.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                _, h, _ = protocol.decode(msg, expect=b"result")
-            except protocol.ProtocolError:
-                continue  # inference's results: a bad one is the display's to count
-            self.acked = max(self.acked, h["seq"])
 
     def _check_frozen(self, frame) -> None:
         fp = _fingerprint(frame)
@@ -287,7 +275,6 @@ class CaptureStage(Stage):
     def teardown(self) -> None:
         self._close()
         self.pub.close()
-        self.results.close()
         if self.link is not None:
             self.link.close()
 

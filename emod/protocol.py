@@ -53,7 +53,9 @@ FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end + acks), disp
 # Topics never sent, subscribed to by inference on FRAMES as an upstream channel (in order with its other
 # subscriptions, so it has no slow-joiner loss): ACKS_TOPIC says "I acknowledge frames", then ``acks:SEQ`` (the
 # previous one unsubscribed) that frame SEQ is done. A finite source hands its next frame over only then.
-ACKS_TOPIC = b"acks"
+# ACKS_TOPIC is subscribed last and sorts after ``end`` and ``frame`` (a reconnecting SUB resends its topics in
+# order): once capture sees it, inference is sure to receive frames.
+ACKS_TOPIC = b"infer-acks"
 
 
 def ack_topic(seq: int) -> bytes:

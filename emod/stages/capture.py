@@ -40,6 +40,7 @@ END_REPEAT_S = 1.0
 MAX_BACKOFF_S = 10.0
 ACK_TIMEOUT_S = 5.0  # the longest a file frame waits for inference's result of the previous one (a first inference can be slow)
 CATCH_UP_SPEED = 2.0  # late file frames catch up at most this much faster than real time (tracking sees sane motion)
+JOIN_GRACE_S = 0.5  # a subscriber of `end` that does not acknowledge gets this long for its other subscriptions
 RESYNC_S = 5.0  # a file frame this late (a suspended process, slow inference) starts a new pacing anchor, not a burst
 
 
@@ -56,6 +57,7 @@ class CaptureStage(Stage):
         self.pub = bus.bind(self.ctx, zmq.XPUB, self.rundir, protocol.FRAMES, hwm=2)
         self.link = remote.open_link_publisher(self.ctx, self.cfg, protocol.FRAMES, self.log)  # frames_bind, or None
         self.topics: set[bytes] = set()  # topics some local subscriber holds
+        self.end_seen_at: float | None = None  # when a subscriber of `end` that does not acknowledge was first seen
         self.acked = 0  # the newest frame seq inference has said it is done with (an ``acks:SEQ`` subscription)
         self.seq = 0
         self.source = None
@@ -86,9 +88,18 @@ class CaptureStage(Stage):
             self.topics.discard(topic)
 
     def _infer_connected(self) -> bool:
+        """Inference receives frames: its last subscription (ACKS_TOPIC) is here; or, for a subscriber that does not
+        acknowledge, ``end`` has been for :data:`JOIN_GRACE_S` (``end`` alone can arrive before ``frame``)."""
         if self.cfg.remote.frames_bind:  # inference may run on another host: nothing to wait for here
             return True
-        return b"end" in self.topics
+        if protocol.ACKS_TOPIC in self.topics:
+            return True
+        if b"end" not in self.topics:
+            self.end_seen_at = None
+            return False
+        if self.end_seen_at is None:
+            self.end_seen_at = time.monotonic()
+        return time.monotonic() - self.end_seen_at >= JOIN_GRACE_S
 
     # --- the source -------------------------------------------------------------------------------------------
     def _open(self) -> None:

@@ -32,9 +32,9 @@ class InferStage(Stage):
         self.pipeline = FacePipeline.from_config(c, self.classifier, self.detector)
         # frames, and the end-of-source marker (capture waits for this subscription before a file's first frame)
         self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=2, topic=b"frame")
-        # before `end`, which capture waits for: it then knows from the first frame on that it may wait for our results
-        self.frames.setsockopt(zmq.SUBSCRIBE, protocol.ACKS_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, b"end")
+        # last: capture sends a file's first frame once it sees this one (see emod.protocol.ACKS_TOPIC)
+        self.frames.setsockopt(zmq.SUBSCRIBE, protocol.ACKS_TOPIC)
         self.acked: int | None = None  # the frame last acknowledged to capture
         self.interval: float | None = None  # seconds between captured frames (EMA), to tell a stale frame
         self.last_t_mono: float | None = None

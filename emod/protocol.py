@@ -49,7 +49,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 # Endpoint names: one ipc socket file each under the runtime directory.
-FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end + acks), display (topic frame)
+FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end; upstream: infer-acks, acks:SEQ), display (frame)
 # Topics never sent, subscribed to by inference on FRAMES as an upstream channel (in order with its other
 # subscriptions, so it has no slow-joiner loss): ACKS_TOPIC says "I acknowledge frames", then ``acks:SEQ`` (the
 # previous one unsubscribed) that frame SEQ is done. A finite source hands its next frame over only then.

@@ -136,7 +136,8 @@ def connect(ctx: zmq.Context, kind: int, rundir: Path, name: str, hwm: int | Non
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
     if hwm is not None:
-        s.setsockopt(zmq.SNDHWM, hwm)
+        if kind != zmq.SUB:  # a SUB sends only its subscriptions: a small queue would drop all but the first few
+            s.setsockopt(zmq.SNDHWM, hwm)
         s.setsockopt(zmq.RCVHWM, hwm)
     if kind == zmq.SUB:
         s.setsockopt(zmq.SUBSCRIBE, topic)

@@ -19,12 +19,12 @@ from emod.vision.crop import crop_face
 @dataclass
 class FaceResult:
     box: tuple[int, int, int, int]
-    score: float
+    score: float | None  # the detector's; None for a crop taken whole (no detection)
     probs: list[float]
     label: str
 
     def as_dict(self) -> dict:
-        return {"box": list(self.box), "score": round(self.score, 4), "probs": [round(p, 5) for p in self.probs], "label": self.label}
+        return {"box": list(self.box), "score": None if self.score is None else round(self.score, 4), "probs": [round(p, 5) for p in self.probs], "label": self.label}
 
 
 class FacePipeline:
@@ -70,3 +70,14 @@ class FacePipeline:
                 faces.append(FaceResult(d.box, d.score, p.tolist(), LABELS[int(np.argmax(p))]))
         t2 = time.perf_counter()
         return faces, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+    def classify_whole(self, frame: np.ndarray) -> tuple[list[FaceResult], float, float]:
+        """FRAME taken as one face crop, as it is (no detection; a face crop such as FER2013's 48x48):
+        ``([FaceResult with the whole frame as box and score None], 0.0, classify_ms)``."""
+        t0 = time.perf_counter()
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[..., 0]
+        p = self.classifier.classify([frame])[0]
+        h, w = frame.shape[:2]
+        face = FaceResult((0, 0, w, h), None, p.tolist(), LABELS[int(np.argmax(p))])
+        return [face], 0.0, (time.perf_counter() - t0) * 1e3

@@ -49,7 +49,25 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 # Endpoint names: one ipc socket file each under the runtime directory.
-FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end), display (topic frame)
+FRAMES = "frames"  # XPUB capture -> SUB infer (topics frame + end; upstream: infer-acks, acks:SEQ), display (frame)
+# Topics never sent, subscribed to by inference on FRAMES as an upstream channel (in order with its other
+# subscriptions, so it has no slow-joiner loss): ACKS_TOPIC says "I acknowledge frames", then ``acks:SEQ`` (the
+# previous one unsubscribed) that frame SEQ is done. A finite source hands its next frame over only then.
+# ACKS_TOPIC is subscribed last and sorts after ``end`` and ``frame`` (a reconnecting SUB resends its topics in
+# order): once capture sees it, inference is sure to receive frames.
+ACKS_TOPIC = b"infer-acks"
+
+
+def ack_topic(seq: int) -> bytes:
+    """The subscription by which inference says frame SEQ is done."""
+    return b"acks:%d" % seq
+
+
+def acked_seq(topic: bytes) -> int | None:
+    """SEQ of an :func:`ack_topic` subscription, else None."""
+    if topic.startswith(b"acks:") and topic[5:].isdigit():
+        return int(topic[5:])
+    return None
 RESULTS = "results"  # PUB infer -> SUB display, launcher
 PREVIEW = "preview"  # PUB display -> SUB emod-view (any number)
 POWER = "power"  # PUB power -> SUB display, launcher

@@ -216,3 +216,53 @@ def test_annotate_keeps_inputs_of_the_same_name_apart(frame_jpg, tmp_path):
     written = [cv2.imread(str(out / n)) for n in ("x.jpg", "x-2.jpg", "x-3.jpg")]
     assert all(w is not None and w.shape == image.shape for w in written)
     assert not np.array_equal(written[0], written[1])  # three pictures, not one written three times
+
+
+FER_TEST = DEMO.parents[3].parent / "shared" / "data" / "fer2013" / "test"
+
+
+def _fer_crops(folder) -> list:
+    """One FER2013 test crop (48 x 48 grey JPEG) per label, copied into FOLDER; skips the test without FER2013."""
+    import shutil
+
+    if not FER_TEST.is_dir():
+        pytest.skip(f"{FER_TEST} is absent")
+    out = []
+    for label in LABELS:
+        src = sorted((FER_TEST / label).iterdir())[0]
+        out.append(folder / f"{label}.jpg")
+        shutil.copy(src, out[-1])
+    return out
+
+
+def test_crops_takes_each_image_as_one_face_and_small_images_get_a_hint(tmp_path):
+    """Issue 29 kind 7: `--crops` gives exactly one face per 48x48 FER2013 crop (the whole image, the classifier's own
+    probabilities, no detection); without it, every crop that gives no face carries a hint naming --crops, and so
+    does a 64x40 crop (a sibling); a 320x240 photo with no face gets no hint."""
+    from emod.models.classifier import load
+
+    crops = _fer_crops(tmp_path)
+    odd = tmp_path / "wide.png"
+    assert cv2.imwrite(str(odd), cv2.resize(cv2.imread(str(crops[3])), (64, 40)))
+    blank = tmp_path / "blank.png"
+    assert cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    r = analyze("--json", "--crops", "--model", "quant", tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = {o["path"]: o for o in map(json.loads, r.stdout.splitlines())}
+    quant = load("quant")
+    for p in [*crops, odd]:
+        (frame,) = out[str(p)]["frames"]
+        (face,) = frame["faces"]
+        img = cv2.imread(str(p))
+        assert face["box"] == [0, 0, img.shape[1], img.shape[0]] and face["score"] is None and frame["detector"] is None
+        assert np.allclose(face["probs"], quant.classify([img])[0], atol=1e-4) and "hint" not in out[str(p)]
+    r = analyze("--json", "--model", "quant", tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = {o["path"]: o for o in map(json.loads, r.stdout.splitlines())}
+    missed = [p for p in [*crops, odd] if not out[str(p)]["frames"][0]["faces"]]
+    assert missed, "every crop found: the hint is untested"
+    assert all("--crops" in out[str(p)]["hint"] for p in missed)
+    assert all("hint" not in out[str(p)] for p in [*crops, odd] if p not in missed)
+    assert not out[str(blank)]["frames"][0]["faces"] and "hint" not in out[str(blank)]
+    r = analyze("--model", "quant", odd)  # text mode: the hint on stderr
+    assert "hint:" in r.stderr or " box " in r.stdout

@@ -157,3 +157,87 @@ def test_a_closed_pipe_ends_analyze_quietly(short_tmp, tiny_models, json_out) ->
     cmd = f"{EMOD} analyze {'--json' if json_out else ''} --model tiny {gif} {gif} {gif} | head -c 10; exit ${{PIPESTATUS[0]}}"
     r = subprocess.run(["bash", "-c", cmd], env=base_env(tiny_models), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("cut", ["fragmented", "faststart", "matroska"])
+def test_a_video_cut_short_carries_the_ended_early_warning(short_tmp, tiny_models, cut) -> None:
+    """Issue 29 kind 3: a fragmented MP4 cut inside a fragment warns like a faststart MP4 cut short does; so does a
+    Matroska file cut between clusters (its declared duration is longer than the frames)."""
+    from _clips import encode
+
+    frames = [np.roll(cv2.imread(str(_photo())), 7 * i, axis=1) for i in range(30)]
+    full = encode(frames, short_tmp / f"full.{'mkv' if cut == 'matroska' else 'mp4'}", fps=15,
+                  fragmented=cut == "fragmented", fmt=None)
+    if cut == "faststart":  # moov before mdat, as phones and `-movflags faststart` write
+        import av
+
+        with av.open(str(full)) as i, av.open(str(short_tmp / "fs.mp4"), "w", options={"movflags": "faststart"}) as o:
+            t = o.add_stream_from_template(i.streams.video[0])
+            for p in i.demux(i.streams.video[0]):
+                if p.dts is not None:
+                    p.stream = t
+                    o.mux(p)
+        full = short_tmp / "fs.mp4"
+    data = full.read_bytes()
+    p = short_tmp / f"cut{full.suffix}"
+    p.write_bytes(data[: len(data) * 6 // 10])
+    code, out, err = analyze(tiny_models, p, full)
+    assert code == protocol.EXIT_OK, err
+    assert "ended early" in out[0]["warning"] and "truncated" in out[0]["warning"] and 0 < len(out[0]["frames"]) < 30
+    assert "warning" not in out[1] and len(out[1]["frames"]) == 30  # the whole file: no warning
+
+
+def test_a_non_ascii_name_in_text_mode_never_ends_the_batch(short_tmp, tiny_models) -> None:
+    """Issue 29 kind 2: `PYTHONIOENCODING=ascii emod analyze .` in a folder of non-ASCII names reports every file,
+    escaped, exit 0; so do `emod analyze --summary` and `emod validate` (which printed a traceback too)."""
+    names = ["café.jpg", "中文.png", "naïve.jpg", "Ünï.jpg", "ñ.jpg", "日本.jpg", "résumé.jpg"]
+    for n in names:
+        shutil.copy(_photo(), short_tmp / n)
+    (short_tmp / "notés.txt").write_text("not media")
+    env = base_env(tiny_models, PYTHONIOENCODING="ascii")
+    r = subprocess.run([str(EMOD), "analyze", "--model", "tiny", "."], cwd=short_tmp, env=env, capture_output=True,
+                       timeout=120)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+    out = r.stdout.decode("ascii")  # all of it ASCII
+    for n in names:
+        assert n.encode("ascii", "backslashreplace").decode() in out
+    assert "not\\xe9s.txt: skipped: not an image" in r.stderr.decode("ascii")
+    r = subprocess.run([str(EMOD), "analyze", "--model", "tiny", "--summary", "."], cwd=short_tmp, env=env,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr and r.stdout.count(b"\\") >= len(names), r.stderr
+    conf = short_tmp / "réglages.toml"
+    conf.write_text('[capture]\nsource = "demo"\n')
+    r = subprocess.run([str(EMOD), "validate", str(conf)], env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0 and b"r\\xe9glages.toml: valid" in r.stdout, r.stdout + r.stderr
+
+
+def test_files_met_in_a_folder_that_are_not_media_are_skipped(short_tmp, tiny_models) -> None:
+    """Issue 29 kind 15: a text file and an M3U playlist met in a folder are `skipped` with the reason (exit 0, with
+    --json, text and --summary); named on the command line, the text file is an error (exit 2)."""
+    shutil.copy(_photo(), short_tmp / "a.jpg")
+    (short_tmp / "MANIFEST.txt").write_text("Real face media for end-to-end demo / tests\n" * 20)
+    (short_tmp / "list.m3u").write_text("#EXTM3U\n#EXTINF:-1,x\nhttp://127.0.0.1:9/x.mp4\n")
+    code, out, err = analyze(tiny_models, short_tmp)
+    assert code == protocol.EXIT_OK, err
+    by = {Path(o["path"]).name: o for o in out}
+    assert by["a.jpg"]["frames"] and all("not an image" in by[n]["skipped"] for n in ("MANIFEST.txt", "list.m3u"))
+    for mode in (["--summary"], []):
+        r = subprocess.run([str(EMOD), "analyze", "--model", "tiny", *mode, str(short_tmp)], env=base_env(tiny_models),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stderr.count("skipped: not an image") == 2, r.stderr
+    code, out, err = analyze(tiny_models, short_tmp / "MANIFEST.txt")
+    assert code == protocol.EXIT_USAGE and "not a video FFmpeg can decode" in out[0]["error"]
+
+
+def test_a_last_frame_held_for_seconds_is_not_a_cut(short_tmp) -> None:
+    """A GIF whose last frame shows for 3 s (its duration says 3.2 s, its frames start by 0.2 s) is whole: no warning."""
+    from PIL import Image
+
+    from emod.sources.video import VideoSource
+
+    frames = [Image.fromarray(np.full((60, 80, 3), 20 * i, np.uint8)) for i in range(6)]
+    frames[0].save(short_tmp / "held.gif", save_all=True, append_images=frames[1:], duration=[40] * 5 + [3000], loop=0)
+    with VideoSource(str(short_tmp / "held.gif")) as v:
+        while v.read() is not None:
+            pass
+        assert v.frames_read == 6 and v.declared_s == pytest.approx(3.2) and v.truncated is None

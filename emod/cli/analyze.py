@@ -15,14 +15,24 @@ how many frames it wrote and under which name.
 A folder is analysed file by file (recursively, links followed but never in a loop). Each
 file's format comes from its content, not its name: images give
 one frame, videos and GIF animations every frame (``--every N`` to sample), each with its
-media time in seconds. Special files (named pipes, sockets, devices) are skipped with the reason.
+media time in seconds; a phone video's rotation (its display matrix) is applied. Found in a
+folder, a file that is neither an image nor a video FFmpeg can open (a text file, a
+playlist) and special files (named pipes, sockets, devices) are skipped with the reason;
+named on the command line, they are errors.
+
+``--crops`` takes each image (or video frame) as one face: no detection, the whole picture is
+classified (researchers' face crops, such as FER2013's 48x48 images). Without it, an image under
+96 px a side that gives no face gets a ``hint`` naming ``--crops``: the detector misses many faces
+that fill so small a picture.
 
 ``--json`` prints one JSON object per input: ``path``, ``format``, ``model``, ``frames``
-(``index``, ``time``, ``faces``, ``faces_dropped``), plus ``error`` where it failed and
-``warning`` where the input looks truncated, or ``skipped`` (with the reason) for a special file
-or link loop met in a folder. An empty folder is an error (nothing to analyse).
+(``index``, ``time``, ``faces``, ``faces_dropped``), ``rotation`` where a video's frames were
+turned for display, plus ``error`` where it failed, ``warning`` where the input looks truncated,
+``hint`` (see ``--crops``), or ``skipped`` (with the reason) for a file met in a folder that is not
+an image or video. An empty folder is an error (nothing to analyse).
 Exit 0 when every input was read, 2 otherwise
-(see ``emod --help``); a closed pipe (``| head``) ends it quietly with 0.
+(see ``emod --help``); a closed pipe (``| head``) ends it quietly with 0. Text output escapes
+what the terminal's encoding cannot show (``PYTHONIOENCODING=ascii``: ``\\xe9``), never fails on it.
 """
 
 from __future__ import annotations
@@ -35,9 +45,12 @@ from pathlib import Path
 
 from emod import config, protocol
 from emod.cli.argtypes import plain, positive_int
-from emod.cli.pipe import reader_gone
+from emod.cli.pipe import reader_gone, safe_stdio
 from emod.labels import LABELS
-from emod.sources.base import SourceError
+from emod.sources.base import NotMedia, SourceError
+from emod.sources.media import VIDEO_FORMATS, MediaFile
+
+SMALL_FRAME_PX = 96  # FER2013 test crops found alone: 72 % at 48 px, 88 % at 64, 97 % at 96 (210 crops, YuNet)
 
 
 def build_pipeline(cfg: config.Config, model: str):
@@ -48,62 +61,46 @@ def build_pipeline(cfg: config.Config, model: str):
     return FacePipeline.from_config(c, load(model, c.threads, cfg.daemon.state_dir or None))
 
 
-def _frames(path, every: int = 1, fps: list | None = None):
-    """``(format, iterator of (index, media time s or None, BGR frame))`` of an image or video, by content.
+def analyze_file(pipe, path, every: int = 1, crops: bool = False):
+    """One input: ``(MediaFile, [(index, time_s, faces, faces_dropped, detect_ms, classify_ms)])``.
 
-    Appends a video's frame rate (or None) to FPS; a truncation warning, if any, to ``warnings`` of the iterator's end.
+    CROPS: each frame is taken as one face (no detection). Raises SourceError when the file is unreadable.
     """
-    from emod.sources.files import IMAGE_FORMATS, read_head, read_image, sniff
-    from emod.sources.video import VideoSource
-
-    fmt = sniff(read_head(path))
-    warnings: list[str] = []
-
-    def gen():
-        if fmt in IMAGE_FORMATS:
-            img = read_image(path)
-            if img.warning:
-                warnings.append(img.warning)
-            yield 0, None, img.pixels
-            return
-        i = 0
-        with VideoSource(path) as video:  # the capture stage's own reader
-            if fps is not None:
-                fps.append(video.fps)
-            while (frame := video.read()) is not None:
-                if i % every == 0:
-                    yield i, (round(video.t_media, 4) if video.t_media is not None else None), frame
-                i += 1
-            if video.truncated:
-                warnings.append(video.truncated)
-        if i == 0:
-            raise SourceError(f"no frames decoded from {os.fsdecode(path)!r} (not an image emod can read, nor a video FFmpeg can decode)")
-
-    return fmt, gen(), warnings
-
-
-def analyze_file(pipe, path, every: int = 1):
-    """One input: ``(format, [(index, time_s, faces, faces_dropped, detect_ms, classify_ms)], warning)``; SourceError when unreadable."""
-    fmt, frames_iter, warnings = _frames(path, every)
+    media = MediaFile(path)
     frames = []
-    for i, t, frame in frames_iter:
-        faces, dms, cms = pipe.process(frame)
-        frames.append((i, t, faces, pipe.faces_dropped, dms, cms))
-    return fmt, frames, (warnings[0] if warnings else None)
+    for i, t, frame in media.frames(every):
+        faces, dms, cms = pipe.classify_whole(frame) if crops else pipe.process(frame)
+        frames.append((i, t, faces, 0 if crops else pipe.faces_dropped, dms, cms))
+    return media, frames
 
 
-def _print_text(name: str, fmt: str, frames, warning: str | None) -> None:
+def small_hint(frame_shape, faces) -> str | None:
+    """A hint for an image that gave no face and is under :data:`SMALL_FRAME_PX` a side (most likely a face crop), else None."""
+    h, w = frame_shape[:2]
+    if faces or min(h, w) >= SMALL_FRAME_PX:
+        return None
+    return (f"no face found in a {w}x{h} image: the detector misses many faces that fill an image under "
+            f"{SMALL_FRAME_PX} px a side; if each image is one face crop, use --crops")
+
+
+def _print_text(name: str, media: MediaFile, frames, hint: str | None) -> None:
+    video = media.format in VIDEO_FORMATS
     for idx, t, faces, dropped, _, _ in frames:
-        where = name if fmt != "video" and fmt != "gif" else f"{name}#{idx}" + (f" ({t:.3f} s)" if t is not None else "")
+        where = f"{name}#{idx}" + (f" ({t:.3f} s)" if t is not None else "") if video else name
         if not faces:
             print(f"{where}: no face")
         for f in faces:
             top = sorted(zip(LABELS, f.probs), key=lambda t: -t[1])[:3]
-            print(f"{where}: box {f.box} score {f.score:.2f} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
+            score = f" score {f.score:.2f}" if f.score is not None else ""
+            print(f"{where}: box {f.box}{score} {f.label} ({', '.join(f'{l} {p:.2f}' for l, p in top)})")
         if dropped:
             print(f"{where}: {dropped} more face(s) not classified (infer.max_faces)")
-    if warning:
-        print(f"emod analyze: {name}: warning: {warning}", file=sys.stderr)
+    if media.rotation:
+        print(f"{name}: frames turned for display ({media.rotation}, the file's rotation)")
+    if hint:
+        print(f"emod analyze: {name}: hint: {hint}", file=sys.stderr)
+    if media.warning:
+        print(f"emod analyze: {name}: warning: {media.warning}", file=sys.stderr)
 
 
 def run(args) -> int:
@@ -138,49 +135,53 @@ def _run_one(top: bytes, entries, pipe, cfg: config.Config, args) -> int:
         seen += 1
         name = entry.name
         out: dict = {"path": name}
-        if entry.skip is not None and not entry.top:  # found in a folder: skipped with the reason, not a failure
-            if args.json:
-                print(json.dumps({**out, "skipped": entry.skip}), flush=True)
-            else:
-                print(f"emod analyze: {name}: skipped: {entry.skip}", file=sys.stderr)
-            continue
         try:
             if entry.skip is not None:
-                raise SourceError(entry.skip)
+                raise NotMedia(entry.skip)
             if args.summary or args.annotate is not None:
                 _track_file(entry.path, name, pipe, cfg, args)
                 continue
-            fmt, frames, warning = analyze_file(pipe, entry.path, args.every)
+            media, frames = analyze_file(pipe, entry.path, args.every, args.crops)
         except _AnnotateError:
             raise
         except BrokenPipeError:  # our reader went away, not this input: main() ends quietly
             raise
-        except (SourceError, ValueError, OSError) as e:
-            status = protocol.EXIT_USAGE
-            msg = str(e)
-            if args.json:
-                print(json.dumps({**out, "error": msg}), flush=True)
+        except NotMedia as e:
+            if entry.top:  # named on the command line: an error
+                status = max(status, _report_error(out, name, str(e), args))
+            elif args.json:  # found in a folder: skipped with the reason, not a failure
+                print(json.dumps({**out, "skipped": e.reason}), flush=True)
             else:
-                print(f"emod analyze: {name}: {msg}" if name not in msg else f"emod analyze: {msg}", file=sys.stderr)
+                print(f"emod analyze: {name}: skipped: {e.reason}", file=sys.stderr)
             continue
+        except (SourceError, ValueError, OSError) as e:
+            status = max(status, _report_error(out, name, str(e), args))
+            continue
+        hint = None if args.crops or not media.is_image else small_hint(media.shape, frames[0][2])
         if args.json:
-            out.update(format=fmt, model=pipe.classifier.name, labels=list(LABELS),
+            out.update(format=media.format, model=pipe.classifier.name, labels=list(LABELS),
                        frames=[{"index": i, "time": t, "faces": [f.as_dict() for f in faces], "faces_dropped": d,
-                                "detector": pipe.detector.name, "detect_ms": round(dms, 3), "classify_ms": round(cms, 3)}
+                                "detector": None if args.crops else pipe.detector.name, "detect_ms": round(dms, 3),
+                                "classify_ms": round(cms, 3)}
                                for i, t, faces, d, dms, cms in frames])
-            if warning:
-                out["warning"] = warning
+            for key, value in (("rotation", media.rotation), ("warning", media.warning), ("hint", hint)):
+                if value:
+                    out[key] = value
             print(json.dumps(out), flush=True)
         else:
-            _print_text(name, fmt, frames, warning)
+            _print_text(name, media, frames, hint)
     if not seen:  # an empty folder: nothing analysed is an answer the user should see
-        name = os.fsdecode(top)
-        if args.json:
-            print(json.dumps({"path": name, "error": "empty folder: nothing to analyse"}), flush=True)
-        else:
-            print(f"emod analyze: {name}: empty folder: nothing to analyse", file=sys.stderr)
-        status = protocol.EXIT_USAGE
+        status = _report_error({"path": os.fsdecode(top)}, os.fsdecode(top), "empty folder: nothing to analyse", args)
     return status
+
+
+def _report_error(out: dict, name: str, msg: str, args) -> int:
+    """Print one input's error (a JSON object or a line on stderr); the exit status it gives."""
+    if args.json:
+        print(json.dumps({**out, "error": msg}), flush=True)
+    else:
+        print(f"emod analyze: {name}: {msg}" if name not in msg else f"emod analyze: {msg}", file=sys.stderr)
+    return protocol.EXIT_USAGE
 
 
 class _AnnotateError(OSError):
@@ -195,16 +196,15 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
 
     stream = from_config(cfg.display)
     stream.keep_ended = True
-    fps: list = []
     frames, last_t = 0, 0.0
-    fmt, frames_iter, _ = _frames(raw_path, args.every, fps)
-    image = fmt not in ("video", "gif")
+    media = MediaFile(raw_path)
+    image = media.is_image
     if args.annotate is not None:
         stem = _annotated_stem(path, args.annotated_stems)
         written = args.annotate / (f"{stem}.jpg" if image else f"{stem}_NNNNNN.jpg")
-    for idx, _, frame in frames_iter:
-        faces, dms, cms = pipe.process(frame)
-        rate = fps[0] if fps and fps[0] else 30.0  # video time in seconds; 30 fps when the file does not say
+    for idx, _, frame in media.frames(args.every):
+        faces, dms, cms = pipe.classify_whole(frame) if args.crops else pipe.process(frame)
+        rate = media.fps or 30.0  # video time in seconds; 30 fps when the file does not say
         last_t = idx / rate
         stream.update([(f.box, f.probs) for f in faces], last_t, last_t, idx, pipe.classifier.name, frame=frame)
         frames += 1
@@ -221,7 +221,7 @@ def _track_file(raw_path, name: str, pipe, cfg: config.Config, args) -> None:
             print(f"{path}: {frames} frame{'s' if frames != 1 else ''} annotated: {written}", flush=True)
         return
     if args.json:
-        print(json.dumps({"path": str(path), "model": pipe.classifier.name, "frames": frames, "fps": fps[0] if fps else None,
+        print(json.dumps({"path": str(path), "model": pipe.classifier.name, "frames": frames, "fps": media.fps,
                           "duration_s": round(last_t, 3), "tracks": tracks}, allow_nan=False))
         return
     if not tracks:
@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=positive_int, default=1, help="analyse every Nth video frame")
     p.add_argument("--summary", action="store_true", help="per face track: frames, time span and time share per label")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each analysed frame with the overlay into DIR")
+    p.add_argument("--crops", action="store_true", help="each image (or video frame) is one face crop: no detection")
+    safe_stdio()
     args = p.parse_args(argv)
     args.annotated_stems = set()  # --annotate output names taken in this run
     if args.annotate is not None:

@@ -22,6 +22,7 @@ from emod import bus, protocol
 from emod.cli.argtypes import add_instance_arg
 from emod.client import Client, ClientError
 from emod.launcher.control import COMMANDS
+from emod.cli.pipe import safe_stdio
 
 
 def _pct(x) -> str:
@@ -53,6 +54,7 @@ def _print_status(s: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    safe_stdio()
     helps = "\n".join(f"  {c.name:<10} {c.help}" for c in COMMANDS.values())
     p = argparse.ArgumentParser(prog="emod-ctl", description="Control a running emod.", epilog="commands:\n" + helps,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,6 +8,7 @@ import sys
 
 from emod import config, protocol
 from emod.cli.argtypes import add_instance_arg, positive_float
+from emod.cli.pipe import safe_stdio
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
@@ -126,6 +127,7 @@ def cmd_validate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    safe_stdio()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "install-systemd":
         from emod.cli import install_systemd

@@ -20,7 +20,7 @@ import time
 
 from emod.cli.argtypes import add_instance_arg, plain
 from emod import bus
-from emod.cli.pipe import reader_gone
+from emod.cli.pipe import reader_gone, safe_stdio
 from emod.client import Client, ClientError
 from emod.launcher.emotion_tally import format_shares
 
@@ -84,6 +84,7 @@ def _history_path(args) -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
+    safe_stdio()
     try:
         return _main(argv)
     except BrokenPipeError:  # the reader went away (| head): not an error

@@ -28,6 +28,7 @@ import zmq
 
 from emod.cli.argtypes import add_instance_arg, plain
 from emod import bus, protocol
+from emod.cli.pipe import safe_stdio
 
 
 def _die(msg: str, code: int = protocol.EXIT_FAILURE) -> int:
@@ -223,6 +224,7 @@ def _emotions_subscriber(args):
 
 
 def main(argv: list[str] | None = None) -> int:
+    safe_stdio()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "passwd":
         from emod.cli import passwd

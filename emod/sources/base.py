@@ -12,6 +12,17 @@ class SourceError(RuntimeError):
     """The source cannot deliver frames (missing file, camera busy, decode failure)."""
 
 
+class NotMedia(SourceError):
+    """The file is neither an image nor a video FFmpeg can open (a text file, a playlist), or not a regular file.
+
+    ``reason``: the why without the file's name (what a folder walk reports as ``skipped``).
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
 class NoSignal(SourceError):
     """A live source that opened but sends nothing within its read timeout (a stalled stream)."""
 

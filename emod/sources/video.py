@@ -6,7 +6,9 @@ in exact integer arithmetic, so a file gives the same pixels on a Raspberry Pi a
 (:data:`OPEN_TIMEOUT_MS`, :data:`READ_TIMEOUT_MS`): a stream that stops sending raises
 :class:`NoSignal` instead of blocking forever. File frames carry their own media time
 (``t_media``, seconds from the stream's first timestamp), so a variable-frame-rate file is
-paced frame by frame. A local file is opened through ``/proc/self/fd`` so that any file name
+paced frame by frame. File frames come out as a player shows them: the display matrix (a phone's
+portrait rotation, a mirror) or the legacy ``rotate`` tag is applied (:mod:`emod.sources.orient`);
+``rotation`` names what was applied. A local file is opened through ``/proc/self/fd`` so that any file name
 (not valid UTF-8 included) reaches the decoder safely.
 """
 
@@ -19,11 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emod.sources.base import NoSignal, Source, SourceError
+from emod.sources import orient
+from emod.sources.base import NoSignal, NotMedia, Source, SourceError
 from emod.sources.yuv import frame_to_bgr
 
 OPEN_TIMEOUT_MS = 4000
 READ_TIMEOUT_MS = 3000
+SHORT_BY_S = 0.5  # frames ending this much before the declared duration: the file was cut short
 
 
 class VideoSource(Source):
@@ -53,15 +57,22 @@ class VideoSource(Source):
             except (av.FFmpegError, IndexError, ValueError) as e:
                 self._close()
                 why = "no video stream" if isinstance(e, IndexError) else (getattr(e, "strerror", None) or str(e))
-                raise SourceError(f"cannot open video {os.fsdecode(self.spec)!r}: not a video FFmpeg can decode ({why})") from None
+                raise NotMedia(f"cannot open video {os.fsdecode(self.spec)!r}: not a video FFmpeg can decode ({why})",
+                               f"not an image, nor a video FFmpeg can open ({why})") from None
             stream.thread_type = "AUTO"  # frame threads: the decoded pixels are the same, faster
-            self.frames = self.container.decode(stream)
-            self._end_errors = (StopIteration, av.FFmpegError, EOFError)  # the end, or data cut short (see truncated)
+            self.frames = self._decode(stream)
+            self._errors = (av.FFmpegError, EOFError)  # data cut short or damaged: the end, and said so (see truncated)
+            self.declared_s = declared_duration(stream, self.container)
             self._start, self._time_base = stream.start_time, stream.time_base
+            self._tag_matrix = orient.rotation_matrix(tag) if (tag := orient.tag_rotation(stream.metadata)) else None
             fps = float(stream.average_rate) if stream.average_rate else 0.0
             self.frame_count = int(stream.frames or 0)
         self.fps = fps if 0 < fps < 1000 else None
         self.frames_read = 0
+        self.end_error: str | None = None  # why decoding stopped before the end of the file, if it did
+        self._last_t: float | None = None  # media time of the frame before the last (for its duration)
+        self._shown_s: float | None = None  # the last frame's own duration, when the file gives one
+        self.rotation: str | None = None  # how the last file frame was turned for display ("rotate 90 ccw"), None if not
 
     def _read(self) -> np.ndarray | None:
         if not self.is_url:
@@ -72,24 +83,57 @@ class VideoSource(Source):
         self.frames_read += 1
         return frame
 
+    def _decode(self, stream):
+        """The stream's frames, as ``container.decode`` gives them; a packet the demuxer flags corrupt (the file
+        ends inside it) is noted in ``end_error``."""
+        for packet in self.container.demux(stream):
+            if packet.is_corrupt and packet.size:
+                self.end_error = "the data of a frame is cut short or damaged"
+            yield from packet.decode()
+
     def _read_file(self) -> np.ndarray | None:
         try:
             frame = next(self.frames)
-        except self._end_errors:
+        except StopIteration:
+            return None
+        except self._errors as e:
+            self.end_error = f"decoding failed ({getattr(e, 'strerror', None) or str(e) or type(e).__name__})"
             return None
         self.frames_read += 1
+        self._last_t = self.t_media
         if frame.pts is not None and self._time_base is not None:
             self.t_media = max(0.0, float((frame.pts - (self._start or 0)) * self._time_base))
         else:
             self.t_media = None
-        return frame_to_bgr(frame)
+        # how long this frame shows, when the file says (a GIF's or a slideshow's last frame may be held for seconds)
+        self._shown_s = float(frame.duration * self._time_base) if frame.duration and self._time_base else None
+        m = orient.frame_matrix(frame) or self._tag_matrix
+        self.rotation = orient.describe(m)
+        return orient.apply(frame_to_bgr(frame), m)
 
     @property
     def truncated(self) -> str | None:
-        """After the end: why the file looks cut short (fewer frames than its container declares), else None."""
-        if self.is_url or not self.frame_count or self.frames_read >= self.frame_count - 1:
+        """After the end: why the file looks cut short, else None.
+
+        Any of: fewer frames than its container declares (an MP4's sample tables); decoding
+        stopped by an error (data cut inside a fragment or packet); the frames decoded end more
+        than :data:`SHORT_BY_S` before the duration the container declares (a Matroska/WebM
+        file, or a fragmented MP4, cut between packets).
+        """
+        if self.is_url:
             return None
-        return f"ended after {self.frames_read} of the {self.frame_count} frames its container declares (truncated?)"
+        n = self.frames_read
+        if self.frame_count and n < self.frame_count - 1:
+            return f"ended early: after {n} of the {self.frame_count} frames its container declares (truncated?)"
+        if self.end_error:
+            return f"ended early: {n} frame{'s' if n != 1 else ''}, then {self.end_error} (truncated?)"
+        if self.declared_s and self.t_media is not None:
+            step = max(0.0, self.t_media - self._last_t) if self._last_t is not None else 0.0
+            end = self.t_media + (self._shown_s or step)  # else the last frame lasts as long as the one before it
+            if self.declared_s - end > max(SHORT_BY_S, 3 * step):
+                return (f"ended early: the frames decoded end at {end:.2f} s of the {self.declared_s:.2f} s "
+                        "its container declares (truncated?)")
+        return None
 
     def _close(self) -> None:
         if getattr(self, "cap", None) is not None:
@@ -100,6 +144,23 @@ class VideoSource(Source):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def declared_duration(stream, container) -> float | None:
+    """Seconds of video the file says it holds: the stream's duration, else its Matroska ``DURATION`` tag,
+    else the container's; None when it says nothing."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = next((v for k, v in (stream.metadata or {}).items() if k.upper() == "DURATION"), None)
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            pass
+    if container.duration:
+        return container.duration / 1e6  # AV_TIME_BASE
+    return None
 
 
 def open_regular(path: str | os.PathLike | bytes, what: str = "file") -> int:

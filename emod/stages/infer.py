@@ -33,6 +33,9 @@ class InferStage(Stage):
         # frames, and the end-of-source marker (capture waits for this subscription before a file's first frame)
         self.frames, self.frames_remote = remote.subscribe(self.ctx, self.cfg, self.rundir, protocol.FRAMES, hwm=2, topic=b"frame")
         self.frames.setsockopt(zmq.SUBSCRIBE, b"end")
+        # last: capture sends a file's first frame once it sees this one (see emod.protocol.ACKS_TOPIC)
+        self.frames.setsockopt(zmq.SUBSCRIBE, protocol.ACKS_TOPIC)
+        self.acked: int | None = None  # the frame last acknowledged to capture
         self.interval: float | None = None  # seconds between captured frames (EMA), to tell a stale frame
         self.last_t_mono: float | None = None
         self.last_rx_seq = 0
@@ -148,6 +151,7 @@ class InferStage(Stage):
         self.results.send_multipart(parts)
         if self.link is not None and self.link.active():
             self.link.send(parts)
+        self._ack(seq)
         self.processed += 1
         self.faces += len(faces)
         self.faces_dropped += dropped_faces
@@ -156,6 +160,13 @@ class InferStage(Stage):
             self.face_rate.tick()
         self.last_ms = {"detect_ms": detect_ms, "classify_ms": classify_ms}
         self._maybe_reply_swapped(True)
+
+    def _ack(self, seq: int) -> None:
+        """Tell capture, upstream on the frames socket, that frame SEQ is done (see ``emod.protocol.ACKS_TOPIC``)."""
+        self.frames.setsockopt(zmq.SUBSCRIBE, protocol.ack_topic(seq))
+        if self.acked is not None and self.acked != seq:
+            self.frames.setsockopt(zmq.UNSUBSCRIBE, protocol.ack_topic(self.acked))
+        self.acked = seq
 
     def _freshest(self) -> tuple[dict, object] | None:
         """The newest frame, decoded: ``(header, payload)``, or None when none came within 50 ms.

@@ -38,7 +38,7 @@ def opt(default: Any, help: str, choices: tuple | None = None, signed: bool = Fa
 @dataclass
 class Daemon:
     runtime_dir: str = opt("", "Directory of the ipc sockets and the instance lock; empty: /run/emod for root, else $XDG_RUNTIME_DIR/emod.")
-    state_dir: str = opt("", "Directory of persistent state (chosen model, telemetry history); empty: /var/lib/emod for root, else ~/.local/state/emod.")
+    state_dir: str = opt("", "Directory of persistent state (chosen model, telemetry history), one emod each (locked); empty: /var/lib/emod for root, else ~/.local/state/emod.")
     log_format: str = opt("auto", "auto (console on a TTY, JSON otherwise), json or console.", ("auto", "json", "console"))
     log_level: str = opt("info", "debug, info, warning or error.", ("debug", "info", "warning", "error"))
 
@@ -47,7 +47,7 @@ class Daemon:
 class Capture:
     source: str = opt("auto", "auto, picamera2 (camera 0) or picamera2:N (camera N; emod doctor lists them), demo, /dev/videoN, a video file or URL, or an image folder.")
     loop: bool = opt(False, "Restart a file source at its end.")
-    realtime: bool = opt(True, "Pace file sources at their own frame rate (off: as fast as possible).")
+    realtime: bool = opt(True, "Pace file sources at their own frame rate, every frame analysed (off: as fast as inference goes).")
     width: int = opt(640, "Camera frame width (cameras only).")
     height: int = opt(480, "Camera frame height (cameras only).")
     fps: float = opt(30.0, "Camera frame rate (cameras only).")
@@ -103,9 +103,9 @@ class Power:
 @dataclass
 class Supervisor:
     heartbeat_timeout: float = opt(5.0, "A stage silent this long is considered stuck and restarted.")
-    max_restarts: int = opt(5, "Give up (exit non-zero) after this many restarts of one stage...")
+    max_restarts: int = opt(5, "Give up (exit non-zero) after this many restarts of one core stage (capture, infer, display)...")
     restart_window: float = opt(60.0, "...within this many seconds.")
-    watchdog: bool = opt(True, "Send sd_notify WATCHDOG=1 while every stage is healthy (when WATCHDOG_USEC is set).")
+    watchdog: bool = opt(True, "Send sd_notify WATCHDOG=1 while every core stage is alive (when WATCHDOG_USEC is set); optional parts do not stop it.")
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Mqtt:
     tls: bool = opt(False, "Connect with TLS, verifying the broker's certificate.")
     ca_file: str = opt("", "CA certificate file (PEM) that signed the broker's certificate, for tls; empty: the system's CAs.")
     topic_prefix: str = opt("emod", "Topics are PREFIX/DEVICE_ID/availability, .../dominant_emotion, .../faces, .../fps, .../watts, .../events.")
-    device_id: str = opt("", "This sensor's id in topics and in Home Assistant (letters, digits, _ and -); empty: the hostname.")
+    device_id: str = opt("", "This sensor's id in topics and in Home Assistant (letters, digits, _ and -), one emod each on a broker; empty: the hostname.")
     discovery: bool = opt(True, "Publish retained Home Assistant discovery configs, so emod appears as one device with sensors.")
     discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix.")
     dominant_window: float = opt(5.0, "Seconds of face-time over which the dominant emotion is the label with the most.")

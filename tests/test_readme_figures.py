@@ -79,6 +79,8 @@ WRITERS = {
     "outputs-bench.json": "tools/bench_outputs.py --json docs/reports/outputs-bench.json",
     "pi_check.json": "make pi-check",
     "setup-venv.json": "time make setup && du -sb .venv && time make setup-dev && du -sb .venv",
+    "identity-switches.json": "tools/identity_switches.py --clip clip.mp4 --truth clip.json --json docs/reports/identity-switches.json",
+    "face-size.json": "tools/face_size_report.py --json docs/reports/face-size.json",
 }
 
 # page text with {SOURCE:PATH:FORMAT} placeholders (see the module docstring)
@@ -223,8 +225,28 @@ FIGURES = [
     "the display stage adds {outputs-bench:publish_cost.added_us:.0f} µs per frame with one face (the tracker it already "
     "ran takes {outputs-bench:publish_cost.tracker_us:.0f} µs), {outputs-bench:100*publish_cost.added_share_of_30fps_frame:.2f} % "
     "of a frame's time at 30 fps",
+    # tracking (docs/architecture.md): tools/identity_switches.py
+    "| boxes only (IoU and centroid; before) | {identity-switches:totals.iou @1/1.switches:d}, {identity-switches:totals.iou @1/3.switches:d}, {identity-switches:totals.iou @1/4.switches:d} | {identity-switches:totals.iou @1/1.cut_spans:d} | {identity-switches:totals.iou @1/1.extra_tracks:d}, {identity-switches:totals.iou @1/3.extra_tracks:d}, {identity-switches:totals.iou @1/4.extra_tracks:d} | {identity-switches:totals.iou @1/4.false_cuts:d} |",
+    "| a cut detector (thumbnail difference over {identity-switches:strategies.cut 24.cut_threshold:.0f}) | {identity-switches:totals.cut 24 @1/1.switches:d}, {identity-switches:totals.cut 24 @1/3.switches:d}, {identity-switches:totals.cut 24 @1/4.switches:d} | {identity-switches:totals.cut 24 @1/1.cut_spans:d} | {identity-switches:totals.cut 24 @1/1.extra_tracks:d}, {identity-switches:totals.cut 24 @1/3.extra_tracks:d}, {identity-switches:totals.cut 24 @1/4.extra_tracks:d} | {identity-switches:totals.cut 24 @1/4.false_cuts:d} |",
+    "| appearance gate {identity-switches:strategies.look 0.4.appearance_gate:.1f} | {identity-switches:totals.look 0.4 @1/1.switches:d}, {identity-switches:totals.look 0.4 @1/3.switches:d}, {identity-switches:totals.look 0.4 @1/4.switches:d} | {identity-switches:totals.look 0.4 @1/1.cut_spans:d} | {identity-switches:totals.look 0.4 @1/1.extra_tracks:d}, {identity-switches:totals.look 0.4 @1/3.extra_tracks:d}, {identity-switches:totals.look 0.4 @1/4.extra_tracks:d} | {identity-switches:totals.look 0.4 @1/4.false_cuts:d} |",
+    "| appearance gate {identity-switches:strategies.look 0.6.appearance_gate:.1f} | {identity-switches:totals.look 0.6 @1/1.switches:d}, {identity-switches:totals.look 0.6 @1/3.switches:d}, {identity-switches:totals.look 0.6 @1/4.switches:d} | {identity-switches:totals.look 0.6 @1/1.cut_spans:d} | {identity-switches:totals.look 0.6 @1/1.extra_tracks:d}, {identity-switches:totals.look 0.6 @1/3.extra_tracks:d}, {identity-switches:totals.look 0.6 @1/4.extra_tracks:d} | {identity-switches:totals.look 0.6 @1/4.false_cuts:d} |",
+    "| **appearance gate {identity-switches:defaults.appearance_gate:.1f} (emod)** | {identity-switches:totals.look 0.5 @1/1.switches:d}, {identity-switches:totals.look 0.5 @1/3.switches:d}, {identity-switches:totals.look 0.5 @1/4.switches:d} | {identity-switches:totals.look 0.5 @1/1.cut_spans:d} | {identity-switches:totals.look 0.5 @1/1.extra_tracks:d}, {identity-switches:totals.look 0.5 @1/3.extra_tracks:d}, {identity-switches:totals.look 0.5 @1/4.extra_tracks:d} | {identity-switches:totals.look 0.5 @1/4.false_cuts:d} |",
+    # small faces (docs/detectors.md): tools/face_size_report.py
+    '| face height in a 1280x720 frame | {face-size:grid.photos.2.face_px:d} px | {face-size:grid.photos.4.face_px:d} px | {face-size:grid.photos.6.face_px:d} px | {face-size:grid.photos.7.face_px:d} px | {face-size:grid.photos.8.face_px:d} px | {face-size:grid.photos.9.face_px:d} px |',
+    '| photo faces, the defaults (`detect_width = 320`, `min_face = 0.08`) | {face-size:grid.photos.2.widths.320.recall:.2f} | {face-size:grid.photos.4.widths.320.recall:.2f} | {face-size:grid.photos.6.widths.320.recall:.2f} | {face-size:grid.photos.7.widths.320.recall:.2f} | {face-size:grid.photos.8.widths.320.recall:.2f} | {face-size:grid.photos.9.widths.320.recall:.2f} |',
+    '| photo faces, `detect_width = 640` | {face-size:grid.photos.2.widths.640.recall:.2f} | {face-size:grid.photos.4.widths.640.recall:.2f} | {face-size:grid.photos.6.widths.640.recall:.2f} | {face-size:grid.photos.7.widths.640.recall:.2f} | {face-size:grid.photos.8.widths.640.recall:.2f} | {face-size:grid.photos.9.widths.640.recall:.2f} |',
+    '| photo faces, `detect_width = 640`, `min_face = 0` | {face-size:grid_min_face_0.photos.2.widths.640.recall:.2f} | {face-size:grid_min_face_0.photos.4.widths.640.recall:.2f} | {face-size:grid_min_face_0.photos.6.widths.640.recall:.2f} | {face-size:grid_min_face_0.photos.7.widths.640.recall:.2f} | {face-size:grid_min_face_0.photos.8.widths.640.recall:.2f} | {face-size:grid_min_face_0.photos.9.widths.640.recall:.2f} |',
+    '| FER faces, the defaults | {face-size:grid.fer.2.widths.320.recall:.2f} | {face-size:grid.fer.4.widths.320.recall:.2f} | {face-size:grid.fer.6.widths.320.recall:.2f} | {face-size:grid.fer.7.widths.320.recall:.2f} | {face-size:grid.fer.8.widths.320.recall:.2f} | {face-size:grid.fer.9.widths.320.recall:.2f} |',
+    '| FER faces, `detect_width = 640`, `min_face = 0` | {face-size:grid_min_face_0.fer.2.widths.640.recall:.2f} | {face-size:grid_min_face_0.fer.4.widths.640.recall:.2f} | {face-size:grid_min_face_0.fer.6.widths.640.recall:.2f} | {face-size:grid_min_face_0.fer.7.widths.640.recall:.2f} | {face-size:grid_min_face_0.fer.8.widths.640.recall:.2f} | {face-size:grid_min_face_0.fer.9.widths.640.recall:.2f} |',
+    "YuNet's own floor is a face about {face-size:grid_min_face_0.photos.2.widths.640.detector_px:.0f} to {face-size:grid_min_face_0.photos.4.widths.640.detector_px:.0f} px high in the picture the detector sees (photo faces without `min_face`: {face-size:grid_min_face_0.photos.2.widths.640.recall:.2f} found at {face-size:grid_min_face_0.photos.2.widths.640.detector_px:.0f} px, {face-size:grid_min_face_0.photos.4.widths.640.recall:.2f} at {face-size:grid_min_face_0.photos.4.widths.640.detector_px:.0f} px)",
+    'a 4x3 grid of `obama_small.jpg` filling a 1280x720 frame: {face-size:example.320.found:d} of its faces found at `detect_width = 320`, {face-size:example.400.found:d} at `400` and {face-size:example.640.found:d} at `640`, and {face-size:example.320.classified:d} classified at every width',
+    '`short_hamilton_clip.mp4` (640x360), where the default finds {face-size:media.short_hamilton_clip.mp4.320.faces:d} faces and `detect_width = 640` {face-size:media.short_hamilton_clip.mp4.640.faces:d} (small faces in the audience)',
+    'Detecting in a 1280x720 frame took {face-size:time.detect_ms_1280x720_at_320:.1f} ms at `detect_width = 320`, {face-size:time.detect_ms_1280x720_at_400:.1f} at `400` and {face-size:time.detect_ms_1280x720_at_640:.1f} at `640`; classifying took {face-size:time.classify_ms_1_faces:.1f} ms for one face, {face-size:time.classify_ms_8_faces:.1f} for eight and {face-size:time.classify_ms_16_faces:.1f} for sixteen',
+    '(the first row: {face-size:grid.photos.7.widths.320.recall:.2f} at {face-size:grid.photos.7.face_px:d} px)',
+    'from about {face-size:grid_min_face_0.photos.2.face_px:d} px (as `min_face = 0` in the table: {face-size:grid_min_face_0.photos.2.widths.640.recall:.2f} found there, {face-size:grid_min_face_0.photos.4.widths.640.recall:.2f} from {face-size:grid_min_face_0.photos.4.face_px:d} px)',
+    '({face-size:grid_min_face_0.fer.9.widths.640.recall:.2f} at best)',
     # defaults stated in prose: emod/config.py
-    "after more than {config:supervisor.max_restarts:d} restarts of one stage in "
+    "after more than {config:supervisor.max_restarts:d} restarts of one core stage in "
     "{config:supervisor.restart_window:.0f} s",
 ]
 
@@ -250,7 +272,7 @@ NOT_MEASURED = [
     "3 when emod is not reachable, 78 for a bad config",
     "Exit status 78 (bad config)",
     "exits 78 on error",
-    "(backoff 0.5 s doubling to 10 s)",  # emod/launcher/supervisor.py constants
+    "(backoff 0.5 s doubling to 10 s for a core stage)",  # emod/launcher/supervisor.py constants
     "exiting 1,",  # exit status
     "It exits 1 when",  # exit status (emod doctor)
     "or after 2 s without a frame",  # emod/stages/infer.py constant
@@ -286,6 +308,42 @@ NOT_MEASURED = [
     "FER2013's 48 -> 64 upscale",  # image sizes
     "within 5 %",  # the cost criterion tools/bench_outputs.py checks (within_5_percent)
     "(ISO 8601)",  # a standard's name
+    # the camera keeps sensing (issue 28): retry constants of emod/launcher/supervisor.py, emod/launcher/telemetry.py,
+    # emod/stages/mqtt.py and paho's reconnect delays, and exit statuses (emod.protocol.EXIT_CODES)
+    "which exits 5 and prints it on a",
+    "restarted after 0.5 s, the wait doubling up to 60 s",
+    "bound again after 1 s, doubling up to 60 s",
+    "tried again every 30 s; a failed write",
+    "read again after 2 s, doubling up to 60 s",
+    "the password file read again every 5 s",
+    "paho reconnects after 1 s, doubling up to 30 s",
+    "exits 69 and is not counted as a crash: it is tried again every 60 s",  # supervisor.MISSING_MODULE_RETRY_S
+    "but the sensor is not healthy (`emod-ctl status` exits 5)",
+    "`emod-ctl status` exits 5 with",
+    "`emod-ctl status` exits 5 and prints",
+    "line per failing part (and exits 5, see",
+    "retrying every 30 s",  # a log line's text (telemetry history retry)
+    "tries again every 30 s",
+    "(exit 78, one line each)",
+    "a port under 1024 without root",  # privileged ports
+    "fits the 107 characters a Unix socket allows",  # sun_path's limit
+    "socket paths over 107 characters",
+    "(exit 6) | one emod per state directory",
+    "every command exits 78 naming the runtime directory",
+    "(the second exits 6)",
+    "a second exits 6:",
+    "(exit 0; the reply's result has",
+    "makes it exit 1 (",
+    # files and folders (issue 29): capture and infer constants (emod/stages/capture.py, emod/sources/video.py)
+    "does not acknowledge gets 0.5 s for its other subscriptions",
+    "when inference says nothing for 5 s",
+    "Only a frame more than 5 s late",
+    "is an error (exit 2)",
+    "and `detect_ms` 0;",
+    "an image under 96 px a side",  # emod analyze's hint threshold (emod/cli/analyze.py)
+    "HTTP/1.1",  # a protocol version
+    # emod mqtt-forget's exit statuses (its --help)
+    "It exits 0 (also when there were none), 1 when the broker cannot be reached or refuses, 2 for a bad device id, 78 for a bad config.",
 ]
 
 # Tables generated from the code and kept in sync by their own tests: header -> the test
@@ -303,9 +361,20 @@ def _normal(text: str) -> str:
 
 
 def _lookup(data, path: str):
-    node = data
-    for key in path.split("."):
-        node = node[int(key)] if isinstance(node, list) else node[key]
+    """The value at PATH; a dict key may itself hold dots (``totals.look 0.5 @1/1.switches``): the shortest run of
+    parts that names a key is taken."""
+    node, parts = data, path.split(".")
+    while parts:
+        if isinstance(node, list):
+            node = node[int(parts.pop(0))]
+            continue
+        for n in range(1, len(parts) + 1):
+            key = ".".join(parts[:n])
+            if key in node:
+                node, parts = node[key], parts[n:]
+                break
+        else:
+            raise KeyError(path)
     return node
 
 

@@ -87,7 +87,7 @@ class Display:
     jpeg_quality: int = opt(80, "JPEG quality of the preview stream for viewers.")
     smoothing: str = opt("ema", "Per-face label smoothing: ema (with hysteresis), vote (majority of the last N) or none.", ("ema", "vote", "none"))
     ema_alpha: float = opt(0.3, "EMA weight of the newest probabilities.")
-    hysteresis_frames: int = opt(3, "A new smoothed label must lead this many consecutive frames...")
+    hysteresis_frames: int = opt(4, "A new smoothed label must lead this many consecutive frames...")
     hysteresis_margin: float = opt(0.15, "...or lead the current label by this probability margin.")
     vote_window: int = opt(10, "Window of the majority vote smoother.")
     track_iou: float = opt(0.3, "Minimum IoU to continue a face track.")

@@ -40,7 +40,7 @@ def count_changes(frames, pipe, stream) -> dict:
     seconds: dict[int, float] = {}
     for t, frame in frames:
         faces, _, _ = pipe.process(frame)
-        msg = stream.update([(f.box, f.probs) for f in faces], t, t, frames_n, pipe.classifier.name)
+        msg = stream.update([(f.box, f.probs) for f in faces], t, t, frames_n, pipe.classifier.name, frame=frame)
         frames_n += 1
         for face in msg["faces"]:
             tid = face["track"]

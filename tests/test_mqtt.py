@@ -227,7 +227,7 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         listener.close()
         broker.stop()
         t_down = time.monotonic()
-        during = fps_over(25)
+        during = fps_over(10)
         # issue 28 kind 7: the outage is visible in emod-stats (plain), emod-ctl status (exit 5, a problem line) and problems
         plain = subprocess.run([str(BIN / "emod-stats"), "--runtime-dir", str(d.rundir)], capture_output=True, text=True, timeout=30)
         status = subprocess.run([str(BIN / "emod-ctl"), "status", "--runtime-dir", str(d.rundir)], capture_output=True, text=True,
@@ -235,7 +235,7 @@ def test_home_assistant_sees_emod_and_an_outage_costs_nothing(short_tmp, tiny_mo
         print("\n" + "\n".join(l for l in plain.stdout.splitlines() if "mqtt" in l) + f"\nemod-ctl status exit {status.returncode}")
         assert "mqtt DISCONNECTED" in plain.stdout and "problem: mqtt (optional): disconnected" in plain.stdout, plain.stdout
         assert status.returncode == 5 and "problem: mqtt (optional): disconnected" in status.stdout, status.stdout
-        wait_for(lambda: time.monotonic() - t_down >= 30, 40, 0.5, "30 s of broker outage")
+        wait_for(lambda: time.monotonic() - t_down >= 12, 30, 0.5, "12 s of broker outage")
         s = d.stats()
         assert d.proc.poll() is None and s["stages"]["mqtt"]["alive"] and _stage_pid(d, "mqtt") == mqtt_pid
         # a stalled pipeline would fall to 0; the shared test machine's noise is far above the real cost

@@ -125,7 +125,7 @@ class Surfaces:
     """The checks against the commands in BIN, in a scratch directory; :meth:`run` returns the report."""
 
     def __init__(self, bin_dir: Path, timeout: float):
-        self.bin, self.timeout = Path(bin_dir), timeout
+        self.bin, self.timeout = Path(bin_dir).absolute(), timeout  # commands run in a temporary cwd
         self.tmp = Path(tempfile.mkdtemp(prefix="emod-surfaces-"))
         self.rundir, self.logs, self.procs = self.tmp / "run", [], []
         self.ok: dict[str, bool | None] = dict.fromkeys(SURFACES)

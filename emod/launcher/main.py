@@ -42,6 +42,8 @@ class Launcher:
         self.explicit_model = explicit_model
         self.running = True
         self.ready_sent = False
+        self.first_result_seen = False
+        self.t_start = time.monotonic()
         self.notifier = Notifier()
         self.ids = itertools.count(1)
         self.pending: dict[str, tuple[bytes, str, str, float]] = {}
@@ -232,6 +234,10 @@ class Launcher:
                         self.supervisor.heartbeat(h["stage"], h["pid"])
                 elif topic == b"result" and name == "results":
                     self.telemetry.on_result(h)
+                    if not self.first_result_seen:  # the operator's sign that frames flow end to end
+                        self.first_result_seen = True
+                        self.log.info("first result", model=h.get("model"), seq=h.get("seq"), faces=len(h.get("faces") or []),
+                                      seconds_since_start=round(time.monotonic() - self.t_start, 2))
                 elif topic == b"power" and name == "power":
                     self.telemetry.on_power(h)
                 else:

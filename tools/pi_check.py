@@ -22,7 +22,7 @@ machine's result computed now with the same commit:
 - ``full_ok``: ``pip install '.[full]'`` (the wheel, as the install block; torch 2.13.0) works and ``full`` gives the same top labels;
 - ``run_ok``: ``emod run --source demo --duration 30`` reaches its first result and exits 0;
 - ``surfaces_ok``: one entry per surface a Pi owner uses, from ``tools/pi_surfaces.py`` run in the root with
-  the venv's Python (after ``apt-get install mosquitto systemd`` there), before ``[full]`` is installed, so
+  the venv's Python (after ``apt-get install mosquitto systemd procps`` there), before ``[full]`` is installed, so
   ``set-model full`` runs without PyTorch: the web page, ``/api/emotions`` and ``/events``; ``emod-view passwd
   --stdin`` (Argon2id); the login off loopback; ``[mqtt]`` ``online`` and discovery on mosquitto; ``emod events
   --json``; ``emod doctor --json``; ``set-model full`` then ``quant``; ``systemd-analyze verify`` (``null`` where
@@ -380,7 +380,7 @@ def check_release(cache: Path, release: str, bare: Path, faces: np.ndarray, with
         root.close()
 
 
-SURFACE_PACKAGES = "mosquitto systemd"  # Debian's broker for [mqtt]; systemd-analyze for the units
+SURFACE_PACKAGES = "mosquitto systemd procps"  # Debian's broker for [mqtt]; systemd-analyze for the units; procps: /bin/kill, which emod.service's ExecReload names (Raspberry Pi OS has it, a minbase root does not)
 
 
 def check_surfaces(root: Root) -> tuple[dict, dict]:

@@ -138,11 +138,13 @@ class PublishedRecord:
         return rec.get("device_id"), [t for t in rec["topics"] if isinstance(t, str) and t not in keep]
 
     def save(self, broker: str, device_id: str, topics: list[str]) -> None:
-        """Write the record atomically (a crash leaves the old one or the new one)."""
+        """Write the record atomically (a crash leaves the old one or the new one; a full disk, no temporary file):
+        :func:`emod.launcher.statefiles.write_atomic`. OSError on failure."""
+        from emod.launcher.statefiles import write_atomic
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"broker": broker, "device_id": device_id, "topics": topics, "time": time.time()}, indent=1))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"broker": broker, "device_id": device_id, "topics": topics, "time": time.time()},
+                                           indent=1))
 
 
 def clear(publish: Callable[..., Any], topics: Iterable[str]) -> int:

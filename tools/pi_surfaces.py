@@ -145,14 +145,6 @@ class Surfaces:
         self.procs.append((p, log))
         return p, log
 
-    def processed(self) -> int:
-        """Frames the running daemon has classified so far (``emod-stats --json``), 0 while it does not answer."""
-        try:
-            r = self.cmd("emod-stats", "--json", "--runtime-dir", self.rundir, timeout=10)
-            return int(json.loads(r.stdout)["frames"]["processed"]) if r.returncode == 0 else 0
-        except (OSError, ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
-            return 0
-
     def record(self, name: str, ok: bool, detail: str) -> None:
         self.ok[name], self.details[name] = bool(ok), detail.strip()[-600:]
 
@@ -172,7 +164,7 @@ class Surfaces:
         daemon, dlog = self.start("daemon", "emod", "run", "--source", "demo", "--loop", "--config", cfg,
                                   "--runtime-dir", self.rundir, "--state-dir", self.tmp / "state")
         try:
-            ready = wait_for(lambda: daemon.poll() is not None or self.processed() > 0, self.timeout)
+            ready = wait_for(lambda: daemon.poll() is not None or b"first result" in dlog.read_bytes(), self.timeout)
             if not ready or daemon.poll() is not None:
                 detail = f"the daemon never reached its first result: {dlog.read_text(errors='replace')[-400:]}"
                 for name in SURFACES:

@@ -457,9 +457,13 @@ def test_a_password_file_the_service_user_cannot_read_is_named(short_tmp):
     pw = short_tmp / "mqtt-password"
     pw.write_text("secret\n")
     pw.chmod(0o600)
+    # the other user imports a copy of emod it can reach: the checkout may sit in a directory only root may enter
+    shutil.copytree(REPO / "emod", short_tmp / "src" / "emod", ignore=shutil.ignore_patterns("zoo", "demo", "yunet", "__pycache__"))
+    for d in (short_tmp / "src", *(short_tmp / "src").rglob("*")):
+        d.chmod(0o755 if d.is_dir() else 0o644)
     code = ("import sys; sys.path.insert(0, sys.argv[1])\nfrom emod.mqtt import CredentialError, read_password\n"
             "try:\n    read_password(sys.argv[2])\nexcept CredentialError as e:\n    print(e)\n    sys.exit(78)\n")
     r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c", code,
-                        str(REPO), str(pw)], capture_output=True, text=True, timeout=60)
+                        str(short_tmp / "src"), str(pw)], capture_output=True, text=True, timeout=60)
     print(r.stdout.strip())
     assert r.returncode == 78 and "is not readable by user nobody" in r.stdout and "chmod 0640" in r.stdout, r.stdout + r.stderr
